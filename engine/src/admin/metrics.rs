@@ -1,0 +1,404 @@
+//! Per-worker counters (written only by their worker, lock-free) and the Prometheus text rendering.
+//!
+//! Each worker owns one [`WorkerStats`]; it increments with relaxed atomics
+//! that no other thread writes, so there is no contention on the hot path.
+//! `/metrics` sums all workers at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::tls::verify::Reason;
+
+/// A counter only its owning worker increments.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Add `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+
+    /// Subtract one (for gauges).
+    #[inline]
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// The TLS versions counted separately.
+pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
+
+/// Backend error kinds.
+#[derive(Clone, Copy, Debug)]
+pub enum BackendError {
+    /// Connection refused or unreachable (502).
+    Connect = 0,
+    /// No response head in time (504).
+    Timeout = 1,
+    /// The backend broke the exchange (502).
+    Io = 2,
+    /// The backend answered something that is not valid HTTP (502).
+    Protocol = 3,
+}
+
+const BACKEND_ERRORS: [&str; 4] = ["connect", "timeout", "io", "protocol"];
+
+/// Why a handshake did not complete.
+#[derive(Clone, Copy, Debug)]
+pub enum HandshakeFailure {
+    /// Not completed within the handshake timeout.
+    Timeout = 0,
+    /// TLS error or alert (including a rejected client certificate in require mode).
+    Error = 1,
+    /// The peer closed the connection.
+    Closed = 2,
+}
+
+const HANDSHAKE_FAILURES: [&str; 3] = ["timeout", "error", "closed"];
+
+/// Verdict labels: success, none, then every failure reason.
+pub const VERDICTS: [&str; 2 + Reason::ALL.len()] = {
+    let mut out = ["success", "none", "", "", "", "", "", "", "", ""];
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        out[2 + i] = Reason::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
+
+/// One worker's counters.
+#[derive(Debug)]
+pub struct WorkerStats {
+    /// Connections accepted.
+    pub connections_accepted: Counter,
+    /// Connections refused at the per-worker cap.
+    pub connections_refused: Counter,
+    /// Connections open now (gauge).
+    pub connections_active: Counter,
+    /// Completed handshakes per version (index into [`TLS_VERSIONS`]).
+    pub handshakes_ok: [Counter; 2],
+    /// Failed handshakes per [`HandshakeFailure`].
+    pub handshake_failures: [Counter; 3],
+    /// Handshakes that resumed a session.
+    pub resumptions: Counter,
+    /// Client-certificate verdicts per [`VERDICTS`] label.
+    pub verdicts: [Counter; VERDICTS.len()],
+    /// Verdict cache hits.
+    pub verify_cache_hits: Counter,
+    /// Verdict cache misses (a chain was built).
+    pub verify_cache_misses: Counter,
+    /// Responses sent to clients by status code (index = status, 0..600).
+    pub responses: Box<[Counter]>,
+    /// Backend errors per [`BackendError`].
+    pub backend_errors: [Counter; 4],
+    /// Bytes read from client sockets (TLS records).
+    pub bytes_received: Counter,
+    /// Bytes written to client sockets (TLS records).
+    pub bytes_sent: Counter,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            connections_accepted: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_active: Counter::default(),
+            handshakes_ok: Default::default(),
+            handshake_failures: Default::default(),
+            resumptions: Counter::default(),
+            verdicts: Default::default(),
+            verify_cache_hits: Counter::default(),
+            verify_cache_misses: Counter::default(),
+            responses: (0..600).map(|_| Counter::default()).collect(),
+            backend_errors: Default::default(),
+            bytes_received: Counter::default(),
+            bytes_sent: Counter::default(),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Count a response sent to a client.
+    #[inline]
+    pub fn response(&self, status: u16) {
+        if let Some(c) = self.responses.get(usize::from(status)) {
+            c.inc();
+        }
+    }
+
+    /// Count a completed handshake.
+    pub fn handshake_ok(&self, version: &str) {
+        if let Some(i) = TLS_VERSIONS.iter().position(|v| *v == version) {
+            self.handshakes_ok[i].inc();
+        }
+    }
+
+    /// Count a failed handshake.
+    pub fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshake_failures[why as usize].inc();
+    }
+
+    /// Count a backend error.
+    pub fn backend_error(&self, kind: BackendError) {
+        self.backend_errors[kind as usize].inc();
+    }
+
+    /// Count a client-certificate verdict by its label.
+    pub fn verdict(&self, label: &str) {
+        if let Some(i) = VERDICTS.iter().position(|v| *v == label) {
+            self.verdicts[i].inc();
+        }
+    }
+}
+
+/// Process-wide values shown next to the worker sums.
+pub struct Globals<'a> {
+    /// "uring" or "epoll".
+    pub io_backend: &'a str,
+    /// Current snapshot generation.
+    pub generation: u64,
+    /// Reloads that succeeded.
+    pub reloads_ok: u64,
+    /// Reloads that failed (the previous snapshot kept serving).
+    pub reloads_failed: u64,
+    /// Worker threads.
+    pub workers: usize,
+}
+
+fn sum(workers: &[std::sync::Arc<WorkerStats>], f: impl Fn(&WorkerStats) -> &Counter) -> u64 {
+    workers.iter().map(|w| f(w).get()).sum()
+}
+
+/// Render every metric in the Prometheus text exposition format.
+pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> String {
+    let family = |name: &str, kind: &str, help: &str| {
+        format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
+    };
+    let mut text = String::with_capacity(4096);
+    let mut push = |head: String, lines: Vec<(String, u64)>| {
+        text.push_str(&head);
+        for (series, v) in lines {
+            let _ = writeln!(text, "{series} {v}");
+        }
+    };
+
+    let h = family(
+        "certgate_io_backend",
+        "gauge",
+        "io backend in use (1 for the active one)",
+    );
+    push(
+        h,
+        vec![(
+            format!("certgate_io_backend{{backend=\"{}\"}}", g.io_backend),
+            1,
+        )],
+    );
+    let h = family("certgate_workers", "gauge", "worker threads");
+    push(h, vec![("certgate_workers".into(), g.workers as u64)]);
+    let h = family(
+        "certgate_snapshot_generation",
+        "gauge",
+        "generation of the trust snapshot in force",
+    );
+    push(
+        h,
+        vec![("certgate_snapshot_generation".into(), g.generation)],
+    );
+    let h = family(
+        "certgate_reloads_total",
+        "counter",
+        "configuration reloads by result",
+    );
+    push(
+        h,
+        vec![
+            ("certgate_reloads_total{result=\"ok\"}".into(), g.reloads_ok),
+            (
+                "certgate_reloads_total{result=\"failed\"}".into(),
+                g.reloads_failed,
+            ),
+        ],
+    );
+
+    let simple: [(&str, &str, &str, fn(&WorkerStats) -> &Counter); 8] = [
+        (
+            "certgate_connections_accepted_total",
+            "counter",
+            "client connections accepted",
+            |w| &w.connections_accepted,
+        ),
+        (
+            "certgate_connections_refused_total",
+            "counter",
+            "client connections refused at CERTGATE_MAX_CONNECTIONS",
+            |w| &w.connections_refused,
+        ),
+        (
+            "certgate_connections_active",
+            "gauge",
+            "client connections open",
+            |w| &w.connections_active,
+        ),
+        (
+            "certgate_resumptions_total",
+            "counter",
+            "handshakes that resumed a session",
+            |w| &w.resumptions,
+        ),
+        (
+            "certgate_verify_cache_hits_total",
+            "counter",
+            "client-certificate verdicts served from the per-worker cache",
+            |w| &w.verify_cache_hits,
+        ),
+        (
+            "certgate_verify_cache_misses_total",
+            "counter",
+            "client-certificate verifications that built a chain",
+            |w| &w.verify_cache_misses,
+        ),
+        (
+            "certgate_bytes_received_total",
+            "counter",
+            "bytes read from client connections (TLS records)",
+            |w| &w.bytes_received,
+        ),
+        (
+            "certgate_bytes_sent_total",
+            "counter",
+            "bytes written to client connections (TLS records)",
+            |w| &w.bytes_sent,
+        ),
+    ];
+    for (name, kind, help, f) in simple {
+        let h = family(name, kind, help);
+        push(h, vec![(name.to_string(), sum(workers, f))]);
+    }
+
+    let h = family(
+        "certgate_handshakes_total",
+        "counter",
+        "completed TLS handshakes by TLS version",
+    );
+    let lines = TLS_VERSIONS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let series = format!("certgate_handshakes_total{{result=\"ok\",version=\"{v}\"}}");
+            (series, sum(workers, |w| &w.handshakes_ok[i]))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
+        "certgate_handshake_failures_total",
+        "counter",
+        "handshakes that did not complete, by reason",
+    );
+    let lines = HANDSHAKE_FAILURES
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let series = format!("certgate_handshake_failures_total{{reason=\"{r}\"}}");
+            (series, sum(workers, |w| &w.handshake_failures[i]))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
+        "certgate_client_cert_verdicts_total",
+        "counter",
+        "client-certificate verdicts by result",
+    );
+    let lines = VERDICTS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let series = format!("certgate_client_cert_verdicts_total{{verdict=\"{v}\"}}");
+            (series, sum(workers, |w| &w.verdicts[i]))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
+        "certgate_requests_total",
+        "counter",
+        "responses sent to clients by HTTP status",
+    );
+    let lines = (0..600)
+        .filter_map(|status| {
+            let n = sum(workers, |w| &w.responses[status]);
+            (n > 0).then(|| (format!("certgate_requests_total{{status=\"{status}\"}}"), n))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
+        "certgate_backend_errors_total",
+        "counter",
+        "failed exchanges with the backend by kind",
+    );
+    let lines = BACKEND_ERRORS
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let series = format!("certgate_backend_errors_total{{kind=\"{k}\"}}");
+            (series, sum(workers, |w| &w.backend_errors[i]))
+        })
+        .collect();
+    push(h, lines);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn sums_workers_and_names_everything_certgate() {
+        let a = Arc::new(WorkerStats::default());
+        let b = Arc::new(WorkerStats::default());
+        a.response(200);
+        b.response(200);
+        b.response(403);
+        a.verify_cache_hits.add(3);
+        b.handshake_ok("TLSv1.3");
+        let g = Globals {
+            io_backend: "uring",
+            generation: 4,
+            reloads_ok: 1,
+            reloads_failed: 2,
+            workers: 2,
+        };
+        let text = render(&[a, b], &g);
+        assert!(
+            text.contains("certgate_requests_total{status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("certgate_requests_total{status=\"403\"} 1\n"));
+        assert!(!text.contains("status=\"404\""));
+        assert!(text.contains("certgate_verify_cache_hits_total 3\n"));
+        assert!(text.contains("certgate_io_backend{backend=\"uring\"} 1\n"));
+        assert!(text.contains("certgate_handshakes_total{result=\"ok\",version=\"TLSv1.3\"} 1\n"));
+        assert!(text.contains("certgate_reloads_total{result=\"failed\"} 2\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("certgate_"), "{line}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The admin plane: metrics, health, reload, and the development echo backend.
+
+pub mod echo;
+pub mod metrics;
+pub mod server;

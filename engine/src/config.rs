@@ -1,0 +1,603 @@
+//! Environment variables → a validated [`Config`]: every `CERTGATE_*` name lives here.
+//!
+//! Parsing is two steps, as everywhere in certgate: [`Config::from_vars`] turns
+//! strings into typed values (an error names the variable and the problem), and
+//! [`Config::validate`] checks what only makes sense as a whole, before
+//! anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One documented environment variable.
+pub struct Var {
+    /// The full name, `CERTGATE_…`.
+    pub name: &'static str,
+    /// The default as shown in `--help`.
+    pub default: &'static str,
+    /// One line saying what it does.
+    pub help: &'static str,
+}
+
+macro_rules! vars {
+    ($($ident:ident = $name:literal, $default:literal, $help:literal;)*) => {
+        $(#[doc = $help] pub const $ident: &str = $name;)*
+        /// Every variable certgate reads, in `--help` order.
+        pub const VARS: &[Var] = &[$(Var { name: $name, default: $default, help: $help }),*];
+    };
+}
+
+vars! {
+    LISTEN = "CERTGATE_LISTEN", "0.0.0.0:8443", "TLS listener address (every worker binds it with SO_REUSEPORT)";
+    ADMIN_LISTEN = "CERTGATE_ADMIN_LISTEN", "127.0.0.1:9901", "admin listener: GET /metrics, GET /healthz, POST /reload";
+    BACKEND = "CERTGATE_BACKEND", "(built-in echo)", "backend base URL, http://host:port";
+    TLS_CERT = "CERTGATE_TLS_CERT", "(dev PKI)", "server certificate chain, PEM (leaf first)";
+    TLS_KEY = "CERTGATE_TLS_KEY", "(dev PKI)", "server private key, PEM (ECDSA or RSA)";
+    CLIENT_CA = "CERTGATE_CLIENT_CA", "(none)", "PEM bundle of trusted client-certificate roots and intermediates";
+    CLIENT_CERT = "CERTGATE_CLIENT_CERT", "request if CLIENT_CA set, else off", "client certificate mode: off | optional | request | require";
+    THUMBPRINTS = "CERTGATE_THUMBPRINTS", "(none)", "allowlist file: one SHA-1/SHA-256 thumbprint per line (hex or base64url)";
+    MAX_CHAIN_DEPTH = "CERTGATE_MAX_CHAIN_DEPTH", "5", "maximum client certificate chain depth";
+    VERIFY_CACHE_TTL_SECS = "CERTGATE_VERIFY_CACHE_TTL_SECS", "300", "lifetime of a cached verification verdict";
+    VERIFY_CACHE_SIZE = "CERTGATE_VERIFY_CACHE_SIZE", "65536", "verdicts cached per worker";
+    TICKET_ROTATE_SECS = "CERTGATE_TICKET_ROTATE_SECS", "3600", "session ticket key rotation period (previous key accepted one more period)";
+    BACKEND_POOL = "CERTGATE_BACKEND_POOL", "64", "idle keep-alive backend connections kept per worker";
+    BACKEND_TIMEOUT_MS = "CERTGATE_BACKEND_TIMEOUT_MS", "30000", "connect and response-head timeout towards the backend (504 after it)";
+    MAX_HEADER_BYTES = "CERTGATE_MAX_HEADER_BYTES", "32768", "largest request line + headers accepted (431 beyond)";
+    HANDSHAKE_TIMEOUT_MS = "CERTGATE_HANDSHAKE_TIMEOUT_MS", "10000", "time allowed to complete the TLS handshake";
+    IDLE_TIMEOUT_MS = "CERTGATE_IDLE_TIMEOUT_MS", "60000", "idle keep-alive connections are closed after this";
+    MAX_CONNECTIONS = "CERTGATE_MAX_CONNECTIONS", "65536", "open client connections per worker; new ones past it are refused";
+    DRAIN_TIMEOUT_MS = "CERTGATE_DRAIN_TIMEOUT_MS", "10000", "on SIGTERM/SIGINT, how long requests in flight may finish";
+    WORKERS = "CERTGATE_WORKERS", "(CPUs available)", "number of per-core worker threads";
+    CPU_PIN = "CERTGATE_CPU_PIN", "0", "1 pins worker N to the N-th available CPU";
+    BACKLOG = "CERTGATE_BACKLOG", "4096", "listen(2) backlog of each worker's socket";
+    IO = "CERTGATE_IO", "auto", "io backend: auto | uring | epoll (auto falls back to epoll when io_uring is blocked)";
+    URING_ENTRIES = "CERTGATE_URING_ENTRIES", "256", "io_uring submission queue entries per worker";
+    URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
+    STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
+    LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
+}
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable's value does not parse.
+    #[error("{var}={value:?}: {problem}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What it was set to.
+        value: String,
+        /// Why that is wrong.
+        problem: String,
+    },
+    /// A `CERTGATE_*` variable that certgate does not know (a typo would otherwise go unnoticed).
+    #[error("unknown variable {0} (see certgate --help)")]
+    Unknown(String),
+    /// A variable that must be set given the others.
+    #[error("{var} must be set: {why}")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// Which other setting requires it.
+        why: &'static str,
+    },
+}
+
+/// How the client certificate is asked for and enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// Not requested.
+    Off,
+    /// Requested; never rejected; the verdict goes to the backend in `X-Client-Cert-Verify`.
+    Optional,
+    /// Requested; without a valid certificate every request gets 403.
+    Request,
+    /// Required in the handshake: a missing or invalid certificate fails it with an alert.
+    Require,
+}
+
+impl ClientCertMode {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "off" => Self::Off,
+            "optional" => Self::Optional,
+            "request" => Self::Request,
+            "require" => Self::Require,
+            _ => return None,
+        })
+    }
+
+    /// The spelling used in configuration and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Optional => "optional",
+            Self::Request => "request",
+            Self::Require => "require",
+        }
+    }
+}
+
+/// Which io backend the workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when it can be set up, else epoll.
+    Auto,
+    /// io_uring or a start-up error.
+    Uring,
+    /// tokio's epoll reactor.
+    Epoll,
+}
+
+/// Where requests are proxied to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A plain-HTTP backend.
+    Http {
+        /// Its socket address.
+        addr: SocketAddr,
+        /// The `host:port` as configured, for logs.
+        authority: String,
+    },
+    /// The built-in echo backend of the development mode.
+    Echo,
+}
+
+/// The server's TLS material and the client-certificate trust inputs.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Server chain PEM.
+    pub cert: PathBuf,
+    /// Server key PEM.
+    pub key: PathBuf,
+    /// Client CA bundle PEM.
+    pub client_ca: Option<PathBuf>,
+    /// Thumbprint allowlist.
+    pub thumbprints: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// TLS listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Backend.
+    pub backend: Backend,
+    /// TLS files; `None` until the development PKI fills them in (see [`Config::dev_mode`]).
+    pub tls: Option<TlsFiles>,
+    /// Client certificate mode.
+    pub client_cert: ClientCertMode,
+    /// Maximum chain depth.
+    pub max_chain_depth: u32,
+    /// Verdict cache lifetime.
+    pub verify_cache_ttl: Duration,
+    /// Verdict cache capacity per worker.
+    pub verify_cache_size: usize,
+    /// Ticket key rotation period.
+    pub ticket_rotate: Duration,
+    /// Idle backend connections per worker.
+    pub backend_pool: usize,
+    /// Backend connect / response-head timeout.
+    pub backend_timeout: Duration,
+    /// Request head limit.
+    pub max_header_bytes: usize,
+    /// Handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Keep-alive idle limit.
+    pub idle_timeout: Duration,
+    /// Connection cap per worker.
+    pub max_connections: usize,
+    /// Drain time on shutdown.
+    pub drain_timeout: Duration,
+    /// Worker threads.
+    pub workers: usize,
+    /// Pin workers to CPUs.
+    pub cpu_pin: bool,
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// io backend choice.
+    pub io: IoChoice,
+    /// io_uring SQ entries.
+    pub uring_entries: u32,
+    /// io_uring SQPOLL.
+    pub uring_sqpoll: bool,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Log filter.
+    pub log: String,
+    /// True when nothing was configured: development PKI and echo backend.
+    pub dev_mode: bool,
+}
+
+struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    fn get(&self, var: &'static str) -> Option<&str> {
+        self.0
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| invalid(var, v, e.to_string())),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse(var, default).map(Duration::from_millis)
+    }
+
+    fn secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse(var, default).map(Duration::from_secs)
+    }
+
+    fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.get(var) {
+            None | Some("0" | "false" | "off" | "no") => Ok(false),
+            Some("1" | "true" | "on" | "yes") => Ok(true),
+            Some(v) => Err(invalid(var, v, "expected 0 or 1".into())),
+        }
+    }
+
+    fn path(&self, var: &'static str) -> Option<PathBuf> {
+        self.get(var).map(PathBuf::from)
+    }
+}
+
+fn invalid(var: &'static str, value: &str, problem: String) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_string(),
+        problem,
+    }
+}
+
+impl Config {
+    /// Read the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Parse from any set of variables (tests pass their own).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let vars = Vars(
+            vars.into_iter()
+                .filter(|(k, _)| k.starts_with("CERTGATE_"))
+                .collect(),
+        );
+        if let Some(unknown) = vars
+            .0
+            .keys()
+            .find(|k| !VARS.iter().any(|v| v.name == k.as_str()))
+        {
+            return Err(ConfigError::Unknown(unknown.clone()));
+        }
+
+        let dev_mode = [TLS_CERT, TLS_KEY, CLIENT_CA, BACKEND]
+            .iter()
+            .all(|v| vars.get(v).is_none());
+
+        let backend = match vars.get(BACKEND) {
+            None if dev_mode => Backend::Echo,
+            None => {
+                return Err(ConfigError::Missing {
+                    var: BACKEND,
+                    why: "TLS is configured (the built-in echo backend is only for the zero-configuration mode)",
+                })
+            }
+            Some(url) => parse_backend(url)?,
+        };
+
+        let tls =
+            match (vars.path(TLS_CERT), vars.path(TLS_KEY)) {
+                (None, None) if dev_mode => None,
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert,
+                    key,
+                    client_ca: vars.path(CLIENT_CA),
+                    thumbprints: vars.path(THUMBPRINTS),
+                }),
+                (None, _) => return Err(ConfigError::Missing {
+                    var: TLS_CERT,
+                    why: "outside the zero-configuration mode the server certificate must be given",
+                }),
+                (Some(_), None) => {
+                    return Err(ConfigError::Missing {
+                        var: TLS_KEY,
+                        why: "CERTGATE_TLS_CERT is set",
+                    })
+                }
+            };
+
+        let client_cert = match vars.get(CLIENT_CERT) {
+            Some(v) => ClientCertMode::parse(v).ok_or_else(|| {
+                invalid(
+                    CLIENT_CERT,
+                    v,
+                    "expected off, optional, request or require".into(),
+                )
+            })?,
+            None if dev_mode || vars.get(CLIENT_CA).is_some() => ClientCertMode::Request,
+            None => ClientCertMode::Off,
+        };
+
+        let io = match vars.get(IO) {
+            None | Some("auto") => IoChoice::Auto,
+            Some("uring") => IoChoice::Uring,
+            Some("epoll") => IoChoice::Epoll,
+            Some(v) => return Err(invalid(IO, v, "expected auto, uring or epoll".into())),
+        };
+
+        let workers = match vars.get(WORKERS) {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(_) => vars.parse(WORKERS, 1usize)?,
+        };
+
+        let config = Config {
+            listen: vars.parse(LISTEN, SocketAddr::from(([0, 0, 0, 0], 8443)))?,
+            admin_listen: vars.parse(ADMIN_LISTEN, SocketAddr::from(([127, 0, 0, 1], 9901)))?,
+            backend,
+            tls,
+            client_cert,
+            max_chain_depth: vars.parse(MAX_CHAIN_DEPTH, 5)?,
+            verify_cache_ttl: vars.secs(VERIFY_CACHE_TTL_SECS, 300)?,
+            verify_cache_size: vars.parse(VERIFY_CACHE_SIZE, 65536)?,
+            ticket_rotate: vars.secs(TICKET_ROTATE_SECS, 3600)?,
+            backend_pool: vars.parse(BACKEND_POOL, 64)?,
+            backend_timeout: vars.millis(BACKEND_TIMEOUT_MS, 30_000)?,
+            max_header_bytes: vars.parse(MAX_HEADER_BYTES, 32 * 1024)?,
+            handshake_timeout: vars.millis(HANDSHAKE_TIMEOUT_MS, 10_000)?,
+            idle_timeout: vars.millis(IDLE_TIMEOUT_MS, 60_000)?,
+            max_connections: vars.parse(MAX_CONNECTIONS, 65536)?,
+            drain_timeout: vars.millis(DRAIN_TIMEOUT_MS, 10_000)?,
+            workers,
+            cpu_pin: vars.flag(CPU_PIN)?,
+            backlog: vars.parse(BACKLOG, 4096)?,
+            io,
+            uring_entries: vars.parse(URING_ENTRIES, 256)?,
+            uring_sqpoll: vars.flag(URING_SQPOLL)?,
+            state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
+            log: vars.get(LOG).unwrap_or("info").to_string(),
+            dev_mode,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks across fields and ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |var: &'static str, value: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    var,
+                    &value.to_string(),
+                    format!("must be between {lo} and {hi}"),
+                ))
+            }
+        };
+        range(WORKERS, self.workers as u64, 1, 1024)?;
+        range(MAX_CHAIN_DEPTH, self.max_chain_depth.into(), 1, 16)?;
+        range(
+            MAX_HEADER_BYTES,
+            self.max_header_bytes as u64,
+            1024,
+            1 << 20,
+        )?;
+        range(URING_ENTRIES, self.uring_entries.into(), 8, 32768)?;
+        range(BACKLOG, self.backlog as u64, 1, 1 << 20)?;
+        range(MAX_CONNECTIONS, self.max_connections as u64, 1, 1 << 24)?;
+        range(VERIFY_CACHE_SIZE, self.verify_cache_size as u64, 1, 1 << 24)?;
+        range(
+            TICKET_ROTATE_SECS,
+            self.ticket_rotate.as_secs(),
+            1,
+            7 * 86400,
+        )?;
+        range(
+            HANDSHAKE_TIMEOUT_MS,
+            self.handshake_timeout.as_millis() as u64,
+            1,
+            3_600_000,
+        )?;
+        range(
+            IDLE_TIMEOUT_MS,
+            self.idle_timeout.as_millis() as u64,
+            1,
+            86_400_000,
+        )?;
+        range(
+            BACKEND_TIMEOUT_MS,
+            self.backend_timeout.as_millis() as u64,
+            1,
+            3_600_000,
+        )?;
+        if self.client_cert != ClientCertMode::Off {
+            let has_ca = self.tls.as_ref().is_none_or(|t| t.client_ca.is_some());
+            if !has_ca {
+                return Err(ConfigError::Missing {
+                    var: CLIENT_CA,
+                    why: "CERTGATE_CLIENT_CERT asks for client certificates",
+                });
+            }
+        }
+        if self.client_cert == ClientCertMode::Off
+            && self.tls.as_ref().is_some_and(|t| t.thumbprints.is_some())
+        {
+            return Err(invalid(
+                CLIENT_CERT,
+                "off",
+                "CERTGATE_THUMBPRINTS is set but client certificates are off".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_backend(url: &str) -> Result<Backend, ConfigError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        invalid(
+            BACKEND,
+            url,
+            "expected http://host:port (https backends are not supported yet)".into(),
+        )
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(invalid(
+            BACKEND,
+            url,
+            "a path prefix is not supported".into(),
+        ));
+    }
+    use std::net::ToSocketAddrs;
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| invalid(BACKEND, url, format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(BACKEND, url, "resolves to no address".into()))?;
+    Ok(Backend::Http {
+        addr,
+        authority: with_port,
+    })
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("certgate");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/certgate"),
+        None => PathBuf::from("/var/lib/certgate"),
+    }
+}
+
+/// The `--help` text: usage and every variable with its default.
+pub fn help_text() -> String {
+    let mut s = String::from(
+        "certgate: TLS termination with client-certificate authentication\n\n\
+         USAGE:\n    certgate            run (configured by CERTGATE_* environment variables)\n    \
+         certgate --help     this text\n    certgate --version\n\n\
+         With no configuration at all, certgate generates a development PKI in the state\n\
+         directory and proxies to a built-in echo backend.\n\nENVIRONMENT:\n",
+    );
+    for v in VARS {
+        s.push_str(&format!(
+            "    {:<32} {}\n    {:<32}   default: {}\n",
+            v.name, v.help, "", v.default
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn empty_environment_is_dev_mode() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.dev_mode);
+        assert_eq!(c.backend, Backend::Echo);
+        assert_eq!(c.client_cert, ClientCertMode::Request);
+        assert_eq!(c.listen.port(), 8443);
+    }
+
+    #[test]
+    fn unknown_variable_is_named() {
+        let e = cfg(&[("CERTGATE_LISTN", "1")]).unwrap_err().to_string();
+        assert!(e.contains("CERTGATE_LISTN"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            (LISTEN, "nope"),
+            (WORKERS, "0"),
+            (CLIENT_CERT, "maybe"),
+            (IO, "kqueue"),
+            (CPU_PIN, "2"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err().to_string();
+            assert!(e.contains(var), "{var}: {e}");
+        }
+    }
+
+    #[test]
+    fn production_needs_backend_and_key() {
+        let e = cfg(&[(TLS_CERT, "/c.pem"), (TLS_KEY, "/k.pem")]).unwrap_err();
+        assert!(e.to_string().contains(BACKEND));
+        let e = cfg(&[(TLS_CERT, "/c.pem"), (BACKEND, "http://127.0.0.1:1")]).unwrap_err();
+        assert!(e.to_string().contains(TLS_KEY));
+        let c = cfg(&[
+            (TLS_CERT, "/c.pem"),
+            (TLS_KEY, "/k.pem"),
+            (BACKEND, "http://127.0.0.1:8080"),
+        ])
+        .unwrap();
+        assert_eq!(c.client_cert, ClientCertMode::Off);
+        assert!(!c.dev_mode);
+    }
+
+    #[test]
+    fn client_ca_defaults_to_request_and_mode_needs_ca() {
+        let base = [
+            (TLS_CERT, "/c.pem"),
+            (TLS_KEY, "/k.pem"),
+            (BACKEND, "http://127.0.0.1:8080"),
+        ];
+        let mut with_ca = base.to_vec();
+        with_ca.push((CLIENT_CA, "/ca.pem"));
+        assert_eq!(cfg(&with_ca).unwrap().client_cert, ClientCertMode::Request);
+        let mut no_ca = base.to_vec();
+        no_ca.push((CLIENT_CERT, "require"));
+        assert!(cfg(&no_ca).unwrap_err().to_string().contains(CLIENT_CA));
+    }
+
+    #[test]
+    fn backend_url_forms() {
+        assert!(
+            matches!(parse_backend("http://127.0.0.1:9000"), Ok(Backend::Http { addr, .. }) if addr.port() == 9000)
+        );
+        assert!(
+            matches!(parse_backend("http://127.0.0.1/"), Ok(Backend::Http { addr, .. }) if addr.port() == 80)
+        );
+        assert!(parse_backend("https://127.0.0.1:1").is_err());
+        assert!(parse_backend("http://127.0.0.1:1/api").is_err());
+    }
+
+    #[test]
+    fn help_lists_every_variable() {
+        let h = help_text();
+        for v in VARS {
+            assert!(h.contains(v.name));
+        }
+    }
+}

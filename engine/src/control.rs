@@ -1,0 +1,74 @@
+//! The control plane's state: reloads (SIGHUP, `POST /reload`) and what `/metrics` reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::admin::metrics::{render, Globals};
+use crate::runtime::Shared;
+use crate::tls::context::{build_snapshot, SnapshotSources, TlsError};
+use crate::tls::tickets::TicketKeys;
+
+/// Owned by the main thread; shared with the admin server.
+pub struct Control {
+    /// State the workers read.
+    pub shared: Arc<Shared>,
+    /// The files snapshots are built from.
+    pub sources: SnapshotSources,
+    /// Session ticket keys (rotated by the main loop).
+    pub tickets: Arc<TicketKeys>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+impl Control {
+    /// Wrap the started state.
+    pub fn new(shared: Arc<Shared>, sources: SnapshotSources, tickets: Arc<TicketKeys>) -> Self {
+        Control {
+            shared,
+            sources,
+            tickets,
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Re-read every file and publish a new snapshot. On failure the current one stays.
+    ///
+    /// Called from the main thread only (signal handler and admin server share
+    /// its single-threaded runtime), so generations never race.
+    pub fn reload(&self) -> Result<u64, TlsError> {
+        let generation = self.shared.snapshot.load().generation + 1;
+        match build_snapshot(
+            &self.shared.config,
+            &self.sources,
+            generation,
+            &self.tickets,
+        ) {
+            Ok(snapshot) => {
+                self.shared.snapshot.store(Arc::new(snapshot));
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                info!(generation, "reload: new configuration in force");
+                Ok(generation)
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                warn!("reload failed, previous configuration kept: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// The Prometheus text of every metric.
+    pub fn render_metrics(&self) -> String {
+        let g = Globals {
+            io_backend: self.shared.io.as_str(),
+            generation: self.shared.snapshot.load().generation,
+            reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
+            reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
+            workers: self.shared.stats.len(),
+        };
+        render(&self.shared.stats, &g)
+    }
+}

@@ -1,0 +1,35 @@
+//! certgate: TLS termination with up-front client-certificate authentication.
+//!
+//! # The path of a request
+//!
+//! ```text
+//!  client ──TCP──▶ worker N (one per core, own SO_REUSEPORT listener, own runtime)
+//!                    │ runtime::io        owned-buffer reads/writes (io_uring or epoll)
+//!                    │ tls::stream        BoringSSL over in-memory ciphertext buffers
+//!                    │ handshake          client certificate asked for here, never later
+//!                    │ tls::verify        verdict cache hit ─┐  miss: chain build + allowlist
+//!                    │                                      ◀─┘  (snapshot read without locks)
+//!                    │ proxy::forward     http:: parse, 403 unless the verdict allows,
+//!                    │                    strip client cert headers, add ours
+//!                    ▼
+//!                 backend (per-worker keep-alive pool), response streamed back
+//! ```
+//!
+//! * [`config`] turns `CERTGATE_*` variables into a validated [`config::Config`].
+//! * [`serve::run`] builds the first snapshot, starts the workers and the admin
+//!   listener, and handles SIGHUP (reload) and SIGTERM/SIGINT (drain).
+//! * [`trust`] and [`http`] are pure: no I/O, no FFI, unit-tested on their own.
+//! * [`tls`] is the only module that touches BoringSSL.
+//!
+//! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
+
+pub mod admin;
+pub mod config;
+pub mod control;
+pub mod http;
+pub mod listener;
+pub mod proxy;
+pub mod runtime;
+pub mod serve;
+pub mod tls;
+pub mod trust;

@@ -1,0 +1,416 @@
+//! The HTTP/1.1 exchange loop: read a request, enforce the verdict, forward it, stream both bodies.
+//!
+//! Bodies are streamed with backpressure: at most one buffer of each
+//! direction is in memory per connection, whatever the body size. Chunked
+//! bodies are forwarded unchanged; the framing is tracked only to find the end.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tracing::debug;
+
+use crate::admin::metrics::BackendError;
+use crate::config::ClientCertMode;
+use crate::http::{
+    error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
+    BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError, Parsed, Request,
+    CONTINUE_100,
+};
+use crate::runtime::io::Io;
+use crate::runtime::worker::Worker;
+use crate::tls::stream::{TlsConn, RECORD};
+use crate::tls::verify::Verdict;
+
+/// The body of the 403 answer to a request without a valid client certificate.
+pub const INVALID_CERT_MESSAGE: &str = "Invalid client certificate";
+
+/// How long an error answer waits for the client to stop sending before closing.
+const LINGER: Duration = Duration::from_millis(1000);
+
+/// How an exchange ended badly.
+enum Failure {
+    /// The client went away or stalled: close without a word.
+    Client,
+    /// Nothing was sent to the client yet: answer with this status and close.
+    Answer(u16, &'static str),
+    /// The response had started: all that is left is to close.
+    Abort,
+}
+
+impl From<HttpError> for Failure {
+    fn from(e: HttpError) -> Failure {
+        Failure::Answer(e.status(), status_message(e.status()))
+    }
+}
+
+fn status_message(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => INVALID_CERT_MESSAGE,
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// Where the body of a message ends.
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedTracker),
+    UntilClose,
+    Done,
+}
+
+impl Framing {
+    fn new(kind: BodyKind) -> Framing {
+        match kind {
+            BodyKind::None | BodyKind::ContentLength(0) => Framing::Done,
+            BodyKind::ContentLength(n) => Framing::Length(n),
+            BodyKind::Chunked => Framing::Chunked(ChunkedTracker::new()),
+            BodyKind::CloseDelimited => Framing::UntilClose,
+        }
+    }
+
+    /// How many of the bytes at the front of `avail` belong to the body.
+    fn take(&mut self, avail: &[u8]) -> Result<usize, HttpError> {
+        let n = match self {
+            Framing::Done => 0,
+            Framing::UntilClose => avail.len(),
+            Framing::Length(rest) => {
+                let n = (*rest).min(avail.len() as u64);
+                *rest -= n;
+                if *rest == 0 {
+                    *self = Framing::Done;
+                }
+                n as usize
+            }
+            Framing::Chunked(t) => {
+                let p = t.advance(avail)?;
+                if p.done {
+                    *self = Framing::Done;
+                }
+                p.consumed
+            }
+        };
+        Ok(n)
+    }
+
+    fn done(&self) -> bool {
+        matches!(self, Framing::Done)
+    }
+}
+
+/// Serve HTTP requests on an established TLS connection.
+pub async fn serve_http<S: Io>(
+    conn: &mut TlsConn<S>,
+    peer: SocketAddr,
+    verdict: &Verdict,
+    w: &Rc<Worker<S>>,
+) {
+    let config = &w.shared.config;
+    let allowed = match config.client_cert {
+        ClientCertMode::Off | ClientCertMode::Optional => true,
+        ClientCertMode::Request | ClientCertMode::Require => {
+            matches!(verdict, Verdict::Verified(_))
+        }
+    };
+    let cert_headers = match verdict {
+        Verdict::Verified(info) => info.header_block.clone(),
+        _ => bytes::Bytes::new(),
+    };
+    let verify_header =
+        (config.client_cert == ClientCertMode::Optional).then(|| verdict.verify_header());
+    let ctx = ForwardContext {
+        client_ip: peer.ip(),
+        cert_headers: &cert_headers,
+        verify: verify_header.as_deref(),
+    };
+
+    let mut buf = BytesMut::with_capacity(RECORD);
+    loop {
+        let req = match read_request(conn, &mut buf, w).await {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(failure) => return fail(conn, failure, w).await,
+        };
+        if !allowed {
+            // Never forwarded: the backend does not see requests without the policy's yes.
+            return fail(conn, Failure::Answer(403, INVALID_CERT_MESSAGE), w).await;
+        }
+        match exchange(conn, &mut buf, &req, &ctx, w).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(failure) => return fail(conn, failure, w).await,
+        }
+    }
+    conn.shutdown().await;
+}
+
+async fn fail<S: Io>(conn: &mut TlsConn<S>, failure: Failure, w: &Worker<S>) {
+    if let Failure::Answer(status, message) = failure {
+        w.stats.response(status);
+        if conn
+            .write_all(&error_response(status, message, true))
+            .await
+            .is_ok()
+        {
+            conn.linger(LINGER).await;
+        }
+    }
+}
+
+/// Read the next request head. `Ok(None)`: the client closed, idled out, or we are draining.
+async fn read_request<S: Io>(
+    conn: &mut TlsConn<S>,
+    buf: &mut BytesMut,
+    w: &Worker<S>,
+) -> Result<Option<Request>, Failure> {
+    let config = &w.shared.config;
+    let mut stop = w.shutdown.clone();
+    loop {
+        if !buf.is_empty() {
+            if let Parsed::Complete { head, len } = parse_request(buf, config.max_header_bytes)? {
+                buf.advance(len);
+                return Ok(Some(head));
+            }
+        }
+        if buf.is_empty() && w.shutting_down() {
+            return Ok(None);
+        }
+        if buf.capacity() - buf.len() < RECORD / 2 {
+            buf.reserve(RECORD);
+        }
+        let idle = buf.is_empty();
+        let read = tokio::select! {
+            r = tokio::time::timeout(config.idle_timeout, conn.read(buf)) => r,
+            _ = stop.changed(), if idle => return Ok(None),
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) if idle => return Ok(None),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Failure::Client),
+            Ok(Ok(_)) => {}
+            Err(_elapsed) if idle => return Ok(None),
+            Err(_elapsed) => return Err(Failure::Answer(408, "Request Timeout")),
+        }
+    }
+}
+
+/// A backend connection and whether it came from the pool.
+async fn checkout<S: Io>(w: &Worker<S>) -> Result<(S, bool), Failure> {
+    if let Some(up) = w.pool.borrow_mut().pop() {
+        return Ok((up, true));
+    }
+    let config = &w.shared.config;
+    match tokio::time::timeout(config.backend_timeout, S::connect(w.shared.backend_addr)).await {
+        Ok(Ok(up)) => Ok((up, false)),
+        Ok(Err(e)) => {
+            debug!("backend connect failed: {e}");
+            w.stats.backend_error(BackendError::Connect);
+            Err(Failure::Answer(502, "Bad Gateway"))
+        }
+        Err(_) => {
+            w.stats.backend_error(BackendError::Timeout);
+            Err(Failure::Answer(504, "Gateway Timeout"))
+        }
+    }
+}
+
+/// Write to the backend within the backend timeout.
+async fn send<S: Io>(up: &S, data: BytesMut, w: &Worker<S>) -> Result<(), Failure> {
+    match tokio::time::timeout(w.shared.config.backend_timeout, up.write_all(data)).await {
+        Ok((Ok(()), _)) => Ok(()),
+        Ok((Err(e), _)) => {
+            debug!("backend write failed: {e}");
+            w.stats.backend_error(BackendError::Io);
+            Err(Failure::Answer(502, "Bad Gateway"))
+        }
+        Err(_) => {
+            w.stats.backend_error(BackendError::Timeout);
+            Err(Failure::Answer(504, "Gateway Timeout"))
+        }
+    }
+}
+
+/// Forward one request and its response. `Ok(true)`: the client connection stays open.
+async fn exchange<S: Io>(
+    conn: &mut TlsConn<S>,
+    buf: &mut BytesMut,
+    req: &Request,
+    ctx: &ForwardContext<'_>,
+    w: &Worker<S>,
+) -> Result<bool, Failure> {
+    let config = &w.shared.config;
+    let mut head = BytesMut::with_capacity(1024 + ctx.cert_headers.len());
+    write_upstream_head(req, ctx, &mut head);
+
+    if req.expect_continue && req.body != BodyKind::None {
+        conn.write_all(CONTINUE_100)
+            .await
+            .map_err(|_| Failure::Client)?;
+    }
+
+    // A body-less request may be retried once on a fresh connection when a
+    // pooled one turns out to have been closed by the backend.
+    let mut attempts = if req.body == BodyKind::None { 2 } else { 1 };
+    let (up, mut rbuf, resp) = loop {
+        attempts -= 1;
+        let (up, reused) = checkout(w).await?;
+        let sent = send_request(conn, buf, &up, head.clone(), req, w).await;
+        let outcome = match sent {
+            Ok(()) => read_response_head(&up, req, w).await,
+            Err(f) => Err(f),
+        };
+        match outcome {
+            Ok((rbuf, resp)) => break (up, rbuf, resp),
+            Err(Failure::Answer(502, _)) if reused && attempts > 0 => continue,
+            Err(f) => return Err(f),
+        }
+    };
+
+    let keep_client = req.keep_alive && resp.body != BodyKind::CloseDelimited && !w.shutting_down();
+    let connection = if !keep_client {
+        DownstreamConnection::Close
+    } else if req.minor_version == 0 {
+        DownstreamConnection::KeepAlive
+    } else {
+        DownstreamConnection::Persistent
+    };
+    w.stats.response(resp.status);
+
+    // Response head plus the first body bytes in one TLS write.
+    let mut framing = Framing::new(resp.body);
+    let mut out = BytesMut::with_capacity(1024 + rbuf.len());
+    write_downstream_head_with(&resp, connection, &mut out);
+    let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
+    out.extend_from_slice(&rbuf[..n]);
+    rbuf.advance(n);
+    conn.write_all(&out).await.map_err(|_| Failure::Abort)?;
+    drop(out);
+
+    while !framing.done() {
+        rbuf.clear();
+        if rbuf.capacity() < RECORD {
+            rbuf.reserve(RECORD);
+        }
+        let read = tokio::time::timeout(config.backend_timeout, up.read(rbuf)).await;
+        let (res, b) = match read {
+            Ok(r) => r,
+            Err(_) => {
+                w.stats.backend_error(BackendError::Timeout);
+                return Err(Failure::Abort);
+            }
+        };
+        rbuf = b;
+        match res {
+            Ok(0) if matches!(framing, Framing::UntilClose) => break,
+            Ok(0) | Err(_) => {
+                w.stats.backend_error(BackendError::Io);
+                return Err(Failure::Abort);
+            }
+            Ok(_) => {}
+        }
+        let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
+        conn.write_all(&rbuf[..n])
+            .await
+            .map_err(|_| Failure::Abort)?;
+        rbuf.advance(n);
+    }
+
+    if resp.keep_alive && rbuf.is_empty() && resp.body != BodyKind::CloseDelimited {
+        let mut pool = w.pool.borrow_mut();
+        if pool.len() < config.backend_pool {
+            pool.push(up);
+        }
+    }
+    Ok(keep_client)
+}
+
+/// Send the request head and stream the request body from the client to the backend.
+async fn send_request<S: Io>(
+    conn: &mut TlsConn<S>,
+    buf: &mut BytesMut,
+    up: &S,
+    mut pending: BytesMut,
+    req: &Request,
+    w: &Worker<S>,
+) -> Result<(), Failure> {
+    let mut framing = Framing::new(req.body);
+    loop {
+        let n = framing.take(buf)?;
+        if pending.is_empty() {
+            pending = buf.split_to(n);
+        } else {
+            pending.extend_from_slice(&buf[..n]);
+            buf.advance(n);
+        }
+        if !pending.is_empty() {
+            send(up, std::mem::take(&mut pending), w).await?;
+        }
+        if framing.done() {
+            return Ok(());
+        }
+        if buf.capacity() - buf.len() < RECORD / 2 {
+            buf.reserve(RECORD);
+        }
+        match tokio::time::timeout(w.shared.config.idle_timeout, conn.read(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(Failure::Client),
+        }
+    }
+}
+
+/// Read the backend's response head (skipping 100-continue style interim answers).
+async fn read_response_head<S: Io>(
+    up: &S,
+    req: &Request,
+    w: &Worker<S>,
+) -> Result<(BytesMut, crate::http::Response), Failure> {
+    let config = &w.shared.config;
+    let is_head = req.method.eq_ignore_ascii_case("HEAD");
+    let deadline = tokio::time::Instant::now() + config.backend_timeout;
+    let mut rbuf = BytesMut::with_capacity(RECORD);
+    loop {
+        if !rbuf.is_empty() {
+            match parse_response(&rbuf, config.max_header_bytes, is_head) {
+                Ok(Parsed::Complete { head, len }) => {
+                    rbuf.advance(len);
+                    if head.is_informational() {
+                        if head.status == 101 {
+                            w.stats.backend_error(BackendError::Protocol);
+                            return Err(Failure::Answer(502, "Bad Gateway"));
+                        }
+                        continue;
+                    }
+                    return Ok((rbuf, head));
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => {
+                    debug!("backend sent an invalid response: {e}");
+                    w.stats.backend_error(BackendError::Protocol);
+                    return Err(Failure::Answer(502, "Bad Gateway"));
+                }
+            }
+        }
+        if rbuf.capacity() - rbuf.len() < RECORD / 2 {
+            rbuf.reserve(RECORD);
+        }
+        let (res, b) = match tokio::time::timeout_at(deadline, up.read(rbuf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                w.stats.backend_error(BackendError::Timeout);
+                return Err(Failure::Answer(504, "Gateway Timeout"));
+            }
+        };
+        rbuf = b;
+        match res {
+            Ok(n) if n > 0 => {}
+            _ => {
+                w.stats.backend_error(BackendError::Io);
+                return Err(Failure::Answer(502, "Bad Gateway"));
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The narrow I/O trait the engine is written against, and its two backends (io_uring, epoll).
+//!
+//! Both speak owned buffers: a read takes a `BytesMut`, fills its spare
+//! capacity and gives it back; a write takes the buffer and gives it back
+//! emptied of nothing (the caller clears it). That is the shape io_uring
+//! needs (the kernel owns the buffer while the operation is in flight); the
+//! epoll backend simply follows it.
+#![allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+/// A connected TCP stream.
+pub trait Io: Sized + 'static {
+    /// Connect to `addr`.
+    async fn connect(addr: SocketAddr) -> io::Result<Self>;
+    /// Read into the spare capacity of `buf` (after its current length); `Ok(0)` is end of stream.
+    async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut);
+    /// Write all of `buf`.
+    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut);
+    /// Shut down the write side (FIN), leaving reads open.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+// === io_uring ===
+
+/// A stream on the worker's io_uring.
+pub struct UringStream(tokio_uring::net::TcpStream);
+
+impl UringStream {
+    /// Wrap an accepted or connected socket.
+    pub fn new(s: tokio_uring::net::TcpStream) -> Self {
+        let _ = s.set_nodelay(true);
+        UringStream(s)
+    }
+}
+
+impl Io for UringStream {
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        tokio_uring::net::TcpStream::connect(addr)
+            .await
+            .map(UringStream::new)
+    }
+
+    async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        use tokio_uring::buf::BoundedBuf;
+        let start = buf.len();
+        let end = buf.capacity();
+        let (res, slice) = self.0.read(buf.slice(start..end)).await;
+        (res, slice.into_inner())
+    }
+
+    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        self.0.write_all(buf).await
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.0.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+// === epoll ===
+
+/// A stream on tokio's epoll reactor.
+pub struct EpollStream(tokio::net::TcpStream);
+
+impl EpollStream {
+    /// Wrap an accepted or connected socket.
+    pub fn new(s: tokio::net::TcpStream) -> Self {
+        let _ = s.set_nodelay(true);
+        EpollStream(s)
+    }
+}
+
+impl Io for EpollStream {
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .map(EpollStream::new)
+    }
+
+    async fn read(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        loop {
+            if let Err(e) = self.0.readable().await {
+                return (Err(e), buf);
+            }
+            match self.0.try_read_buf(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return (res, buf),
+            }
+        }
+    }
+
+    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let mut written = 0;
+        while written < buf.len() {
+            if let Err(e) = self.0.writable().await {
+                return (Err(e), buf);
+            }
+            match self.0.try_write(&buf[written..]) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
+    }
+}

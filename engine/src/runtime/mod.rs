@@ -1,0 +1,81 @@
+//! Per-core workers: the io backend choice (io_uring or epoll), the accept loop, shutdown.
+//!
+//! Each worker is a thread with its own single-threaded runtime and its own
+//! SO_REUSEPORT listener; connections never leave the worker that accepted
+//! them. What workers share is read-only: the [`Shared`] state and the
+//! current snapshot (an `ArcSwap` load, no lock).
+
+pub mod io;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::admin::metrics::WorkerStats;
+use crate::config::{Config, IoChoice};
+use crate::tls::context::Snapshot;
+
+/// The io backend in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoBackend {
+    /// tokio-uring on io_uring.
+    Uring,
+    /// tokio on epoll.
+    Epoll,
+}
+
+impl IoBackend {
+    /// The name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoBackend::Uring => "uring",
+            IoBackend::Epoll => "epoll",
+        }
+    }
+}
+
+/// Why io_uring cannot be used when it was forced.
+#[derive(Debug, thiserror::Error)]
+#[error("CERTGATE_IO=uring but io_uring cannot be set up: {0}")]
+pub struct UringUnavailable(std::io::Error);
+
+/// Probe io_uring by creating (and dropping) a ring with the configured size.
+fn probe_uring(config: &Config) -> std::io::Result<()> {
+    let mut b = tokio_uring::builder();
+    b.entries(config.uring_entries);
+    tokio_uring::Runtime::new(&b).map(drop)
+}
+
+/// Decide the backend: returns it and the reason to log.
+pub fn choose_backend(config: &Config) -> Result<(IoBackend, String), UringUnavailable> {
+    match config.io {
+        IoChoice::Epoll => Ok((IoBackend::Epoll, "forced by CERTGATE_IO=epoll".into())),
+        IoChoice::Uring => match probe_uring(config) {
+            Ok(()) => Ok((IoBackend::Uring, "forced by CERTGATE_IO=uring".into())),
+            Err(e) => Err(UringUnavailable(e)),
+        },
+        IoChoice::Auto => match probe_uring(config) {
+            Ok(()) => Ok((IoBackend::Uring, "io_uring is available".into())),
+            Err(e) => Ok((
+                IoBackend::Epoll,
+                format!("io_uring cannot be set up ({e}; a container seccomp profile commonly blocks it), falling back to epoll"),
+            )),
+        },
+    }
+}
+
+/// State shared by all workers (read-only on the hot path).
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The snapshot in force; replaced whole by reloads.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Where requests go.
+    pub backend_addr: SocketAddr,
+    /// The io backend in use.
+    pub io: IoBackend,
+    /// One stats block per worker.
+    pub stats: Vec<Arc<WorkerStats>>,
+}

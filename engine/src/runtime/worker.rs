@@ -1,0 +1,230 @@
+//! One worker thread: its runtime, its listener's accept loop, its connections, its drain.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{debug, error, info};
+
+use super::io::{EpollStream, Io, UringStream};
+use super::{IoBackend, Shared};
+use crate::admin::metrics::WorkerStats;
+use crate::tls::verify::WorkerVerifier;
+
+/// A worker's state, owned by its thread (`Rc`, never shared).
+pub struct Worker<S> {
+    /// Worker index.
+    pub id: usize,
+    /// Shared read-only state.
+    pub shared: Arc<Shared>,
+    /// This worker's counters.
+    pub stats: Arc<WorkerStats>,
+    /// Open client connections.
+    pub active: Cell<usize>,
+    /// Flips to true when the process is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Idle keep-alive connections to the backend.
+    pub pool: RefCell<Vec<S>>,
+}
+
+impl<S> Worker<S> {
+    /// True once shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Decrements the open-connection count when a connection task ends.
+struct Open<S>(Rc<Worker<S>>);
+
+impl<S> Drop for Open<S> {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.stats.connections_active.dec();
+    }
+}
+
+fn pin_to_cpu(n: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity/setaffinity get a
+    // valid pointer and its exact size; pid 0 means this thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[n % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
+}
+
+/// Start worker `id` on its own thread.
+pub fn spawn(
+    id: usize,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("certgate-w{id}"))
+        .spawn(move || {
+            if shared.config.cpu_pin {
+                pin_to_cpu(id);
+            }
+            let stats = Arc::clone(&shared.stats[id]);
+            WorkerVerifier::install(
+                shared.config.verify_cache_size,
+                shared.config.verify_cache_ttl,
+                Arc::clone(&stats),
+            );
+            match shared.io {
+                IoBackend::Uring => run_uring(id, listener, shared, stats, shutdown),
+                IoBackend::Epoll => run_epoll(id, listener, shared, stats, shutdown),
+            }
+        })
+}
+
+fn new_worker<S>(
+    id: usize,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    shutdown: watch::Receiver<bool>,
+) -> Rc<Worker<S>> {
+    Rc::new(Worker {
+        id,
+        shared,
+        stats,
+        active: Cell::new(0),
+        shutdown,
+        pool: RefCell::new(Vec::new()),
+    })
+}
+
+fn run_uring(
+    id: usize,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = tokio_uring::builder();
+    builder.entries(shared.config.uring_entries);
+    let mut ring = io_uring::IoUring::builder();
+    if shared.config.uring_sqpoll {
+        ring.setup_sqpoll(1000);
+    }
+    builder.uring_builder(&ring);
+    let runtime = match tokio_uring::Runtime::new(&builder) {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(worker = id, "cannot start io_uring runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let w = new_worker::<UringStream>(id, shared, stats, shutdown);
+        let listener = tokio_uring::net::TcpListener::from_std(listener);
+        let mut stop = w.shutdown.clone();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => admit(UringStream::new(sock), peer, &w),
+                    Err(e) => accept_error(&e).await,
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        drop(listener);
+        drain(&w).await;
+    });
+}
+
+fn run_epoll(
+    id: usize,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(worker = id, "cannot start epoll runtime: {e}");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let w = new_worker::<EpollStream>(id, shared, stats, shutdown);
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(worker = id, "cannot register listener: {e}");
+                return;
+            }
+        };
+        let mut stop = w.shutdown.clone();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => admit(EpollStream::new(sock), peer, &w),
+                    Err(e) => accept_error(&e).await,
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        drop(listener);
+        drain(&w).await;
+    });
+}
+
+async fn accept_error(e: &std::io::Error) {
+    // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+    debug!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Take a new connection, or refuse it past the cap.
+fn admit<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
+    if w.active.get() >= w.shared.config.max_connections {
+        w.stats.connections_refused.inc();
+        drop(sock);
+        return;
+    }
+    w.stats.connections_accepted.inc();
+    w.stats.connections_active.inc();
+    w.active.set(w.active.get() + 1);
+    let open = Open(Rc::clone(w));
+    tokio::task::spawn_local(async move {
+        crate::proxy::connection::serve(sock, peer, &open.0).await;
+        drop(open);
+    });
+}
+
+/// Wait for open connections to finish, up to the drain timeout.
+async fn drain<S>(w: &Rc<Worker<S>>) {
+    let deadline = tokio::time::Instant::now() + w.shared.config.drain_timeout;
+    while w.active.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if w.active.get() > 0 {
+        info!(
+            worker = w.id,
+            open = w.active.get(),
+            "drain timeout: closing remaining connections"
+        );
+    }
+    w.pool.borrow_mut().clear();
+}

@@ -1,0 +1,211 @@
+//! Start-up and the main thread's loop: build the first snapshot, start workers, handle signals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::admin::metrics::WorkerStats;
+use crate::config::{Backend, Config, ADMIN_LISTEN, LISTEN};
+use crate::control::Control;
+use crate::runtime::{choose_backend, worker, Shared};
+use crate::tls::context::{build_snapshot, SnapshotSources};
+use crate::tls::pki;
+use crate::tls::tickets::TicketKeys;
+
+/// Why certgate could not start. Each message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A TLS file problem.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::context::TlsError),
+    /// io_uring forced but unavailable.
+    #[error(transparent)]
+    Uring(#[from] crate::runtime::UringUnavailable),
+    /// The development PKI could not be made.
+    #[error("CERTGATE_STATE_DIR: cannot create the development PKI: {0}")]
+    DevPki(#[from] pki::PkiError),
+    /// A listener could not be bound.
+    #[error("{var}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The variable.
+        var: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread or runtime could not be started.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn start_err(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
+    move |source| StartError::Start { what, source }
+}
+
+/// Run until SIGTERM/SIGINT and a drain.
+pub fn run(mut config: Config) -> Result<(), StartError> {
+    let mut dev = None;
+    let sources = match &config.tls {
+        Some(files) => SnapshotSources {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            client_ca: files.client_ca.clone(),
+            thumbprints: files.thumbprints.clone(),
+        },
+        None => {
+            let d = pki::ensure_dev_pki(&config.state_dir)?;
+            let s = SnapshotSources {
+                cert: d.server_cert.clone(),
+                key: d.server_key.clone(),
+                client_ca: Some(d.ca_cert.clone()),
+                thumbprints: None,
+            };
+            dev = Some(d);
+            s
+        }
+    };
+
+    let tickets = TicketKeys::new();
+    let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
+    let (io, why) = choose_backend(&config)?;
+
+    let backend_addr = match &config.backend {
+        Backend::Http { addr, .. } => *addr,
+        Backend::Echo => crate::admin::echo::start().map_err(start_err("echo backend"))?,
+    };
+
+    let listeners = crate::listener::bind_all(config.listen, config.workers, config.backlog)
+        .map_err(|source| StartError::Bind {
+            var: LISTEN,
+            addr: config.listen,
+            source,
+        })?;
+    let listen_addr = listeners[0].local_addr().map_err(start_err("listener"))?;
+    config.listen = listen_addr;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(start_err("main runtime"))?;
+    let _guard = runtime.enter();
+    let admin = std::net::TcpListener::bind(config.admin_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| StartError::Bind {
+            var: ADMIN_LISTEN,
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin_addr = admin.local_addr().map_err(start_err("admin listener"))?;
+
+    let stats = (0..config.workers)
+        .map(|_| Arc::new(WorkerStats::default()))
+        .collect();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        snapshot: ArcSwap::from_pointee(snapshot),
+        backend_addr,
+        io,
+        stats,
+    });
+    let control = Arc::new(Control::new(Arc::clone(&shared), sources, tickets));
+
+    if io == crate::runtime::IoBackend::Epoll && config.io == crate::config::IoChoice::Auto {
+        warn!("io backend: epoll ({why})");
+    } else {
+        info!("io backend: {} ({why})", io.as_str());
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let t = worker::spawn(id, listener, Arc::clone(&shared), stop_rx.clone())
+            .map_err(start_err("worker thread"))?;
+        threads.push(t);
+    }
+
+    if let Some(d) = &dev {
+        let host_ip = if listen_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            listen_addr.ip().to_string()
+        };
+        warn!(
+            "DEVELOPMENT MODE: no configuration given, so certgate serves a generated development PKI \
+             from {} and proxies to its built-in echo backend. Do not use this in production: set \
+             CERTGATE_TLS_CERT, CERTGATE_TLS_KEY, CERTGATE_CLIENT_CA and CERTGATE_BACKEND.",
+            config.state_dir.display()
+        );
+        println!(
+            "curl --cacert {} --cert {} --key {} --resolve localhost:{port}:{host_ip} https://localhost:{port}/",
+            d.ca_cert.display(),
+            d.client_cert.display(),
+            d.client_key.display(),
+            port = listen_addr.port(),
+        );
+    }
+    info!(
+        "certgate ready listen={listen_addr} admin={admin_addr} io={} workers={} client_cert={} backend={}",
+        io.as_str(),
+        config.workers,
+        config.client_cert.as_str(),
+        match &config.backend {
+            Backend::Http { authority, .. } => authority.clone(),
+            Backend::Echo => format!("echo@{backend_addr}"),
+        }
+    );
+
+    runtime.block_on(async {
+        tokio::spawn(crate::admin::server::run(admin, Arc::clone(&control)));
+        let (mut hup, mut term, mut int) = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+            _ => {
+                error!("cannot install signal handlers");
+                return;
+            }
+        };
+        let mut rotate = tokio::time::interval(config.ticket_rotate);
+        rotate.tick().await;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading");
+                    let _ = control.reload();
+                }
+                _ = rotate.tick() => control.tickets.rotate(),
+                _ = term.recv() => { info!("SIGTERM: draining"); break }
+                _ = int.recv() => { info!("SIGINT: draining"); break }
+            }
+        }
+    });
+
+    let _ = stop_tx.send(true);
+    let deadline = std::time::Instant::now() + config.drain_timeout + Duration::from_secs(2);
+    for t in threads {
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! TLS over owned-buffer I/O: BoringSSL works on in-memory ciphertext buffers, the loop moves them.
+//!
+//! BoringSSL reads ciphertext from [`Ciphertext::incoming`] (and reports
+//! `WANT_READ` when it is empty) and appends what it writes to
+//! [`Ciphertext::outgoing`]. The async side reads the socket straight into
+//! `incoming`'s spare capacity and writes `outgoing` as one owned buffer, so
+//! ciphertext is never copied on the way in or out; plaintext exists once, in
+//! the caller's buffer.
+
+use std::io::{self, Read, Write};
+
+use boring::ssl::{ErrorCode, ShutdownResult, Ssl, SslStream};
+use bytes::{Buf, BytesMut};
+
+use crate::runtime::io::Io;
+
+/// One TLS record plus header room: the natural unit of a socket read.
+pub const RECORD: usize = 17 * 1024;
+
+/// In-memory ciphertext, both directions.
+#[derive(Default)]
+pub struct Ciphertext {
+    /// Received from the peer, not yet consumed by BoringSSL.
+    pub incoming: BytesMut,
+    /// Produced by BoringSSL, not yet written to the socket.
+    pub outgoing: BytesMut,
+}
+
+impl Read for Ciphertext {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.incoming.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.incoming.len());
+        buf[..n].copy_from_slice(&self.incoming[..n]);
+        self.incoming.advance(n);
+        Ok(n)
+    }
+}
+
+impl Write for Ciphertext {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Byte counts of the ciphertext moved, for metrics.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Traffic {
+    /// Read from the socket.
+    pub received: u64,
+    /// Written to the socket.
+    pub sent: u64,
+}
+
+/// A TLS connection over an owned-buffer stream.
+pub struct TlsConn<S> {
+    tls: SslStream<Ciphertext>,
+    sock: S,
+    eof: bool,
+    /// Ciphertext moved so far.
+    pub traffic: Traffic,
+}
+
+fn ssl_err(e: boring::ssl::Error) -> io::Error {
+    match e.into_io_error() {
+        Ok(io) => io,
+        Err(e) => io::Error::other(e.to_string()),
+    }
+}
+
+impl<S: Io> TlsConn<S> {
+    /// Start a server-side connection.
+    pub fn new(ssl: Ssl, sock: S) -> io::Result<Self> {
+        // SAFETY: `ssl` is a valid, exclusively owned SSL that has not started a
+        // handshake; marking it as the server side is what SSL_accept would do.
+        unsafe { boring_sys::SSL_set_accept_state(foreign_types::ForeignType::as_ptr(&ssl)) };
+        let tls = SslStream::new(ssl, Ciphertext::default()).map_err(io::Error::other)?;
+        Ok(TlsConn {
+            tls,
+            sock,
+            eof: false,
+            traffic: Traffic::default(),
+        })
+    }
+
+    /// The BoringSSL connection (peer certificate, version, resumption).
+    pub fn ssl(&self) -> &boring::ssl::SslRef {
+        self.tls.ssl()
+    }
+
+    /// The underlying stream.
+    pub fn sock(&self) -> &S {
+        &self.sock
+    }
+
+    /// Write out everything BoringSSL has produced.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let out = std::mem::take(&mut self.tls.get_mut().outgoing);
+        if out.is_empty() {
+            self.tls.get_mut().outgoing = out;
+            return Ok(());
+        }
+        let len = out.len() as u64;
+        let (res, mut out) = self.sock.write_all(out).await;
+        out.clear();
+        self.tls.get_mut().outgoing = out;
+        res?;
+        self.traffic.sent += len;
+        Ok(())
+    }
+
+    /// Read more ciphertext from the socket into `incoming`. `Ok(false)` at end of stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let mut inc = std::mem::take(&mut self.tls.get_mut().incoming);
+        if inc.capacity() - inc.len() < RECORD / 2 {
+            inc.reserve(RECORD);
+        }
+        let (res, inc) = self.sock.read(inc).await;
+        self.tls.get_mut().incoming = inc;
+        match res? {
+            0 => {
+                self.eof = true;
+                Ok(false)
+            }
+            n => {
+                self.traffic.received += n as u64;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Run the handshake to completion.
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        loop {
+            match self.tls.do_handshake() {
+                Ok(()) => return self.flush().await,
+                Err(e) if e.code() == ErrorCode::WANT_READ => {
+                    self.flush().await?;
+                    if !self.fill().await? {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => {
+                    // Send the alert BoringSSL queued, if any, before giving up.
+                    let _ = self.flush().await;
+                    return Err(ssl_err(e));
+                }
+            }
+        }
+    }
+
+    /// Decrypt into the spare capacity of `dst` (reserve first). `Ok(0)` at close_notify or end of stream.
+    pub async fn read(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
+        if dst.capacity() == dst.len() {
+            dst.reserve(RECORD);
+        }
+        loop {
+            let spare = dst.spare_capacity_mut();
+            match self.tls.ssl_read_uninit(spare) {
+                Ok(n) => {
+                    // SAFETY: ssl_read_uninit initialised the first `n` bytes of the spare capacity.
+                    unsafe { dst.set_len(dst.len() + n) };
+                    return Ok(n);
+                }
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
+                Err(e) if e.code() == ErrorCode::WANT_READ => {
+                    // Post-handshake messages (tickets, alerts) may be waiting to go out.
+                    self.flush().await?;
+                    if !self.fill().await? {
+                        return Ok(0);
+                    }
+                }
+                Err(e) => {
+                    let _ = self.flush().await;
+                    return Err(ssl_err(e));
+                }
+            }
+        }
+    }
+
+    /// Encrypt all of `data` and write it out.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            match self.tls.ssl_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) => return Err(ssl_err(e)),
+            }
+            if self.tls.get_ref().outgoing.len() >= 4 * RECORD {
+                self.flush().await?;
+            }
+        }
+        self.flush().await
+    }
+
+    /// Send close_notify and shut the write side of the socket.
+    pub async fn shutdown(&mut self) {
+        if let Ok(ShutdownResult::Sent | ShutdownResult::Received) = self.tls.shutdown() {
+            let _ = self.flush().await;
+        }
+        let _ = self.sock.shutdown_write();
+    }
+
+    /// After an error answer: stop writing, then read and discard what the client
+    /// still sends for a short while, so it reads our answer instead of a reset.
+    pub async fn linger(&mut self, limit: std::time::Duration) {
+        self.shutdown().await;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut discarded = 0usize;
+        while discarded < 4 << 20 {
+            let inc = std::mem::take(&mut self.tls.get_mut().incoming);
+            let mut inc = {
+                let mut b = inc;
+                b.clear();
+                if b.capacity() < RECORD {
+                    b.reserve(RECORD);
+                }
+                b
+            };
+            let read = tokio::time::timeout_at(deadline, self.sock.read(inc)).await;
+            match read {
+                Ok((Ok(n), b)) if n > 0 => {
+                    discarded += n;
+                    inc = b;
+                    self.tls.get_mut().incoming = inc;
+                }
+                _ => return,
+            }
+        }
+    }
+}

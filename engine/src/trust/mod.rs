@@ -1,0 +1,11 @@
+//! Trust decisions without I/O or FFI: thumbprints, allowlist, verdict cache.
+//!
+//! The only I/O is [`Allowlist::load`] reading the allowlist file.
+
+pub mod allowlist;
+pub mod thumbprint;
+pub mod verdict_cache;
+
+pub use allowlist::{Allowlist, AllowlistError};
+pub use thumbprint::{upper_hex, CertDigests, Thumbprint, ThumbprintError};
+pub use verdict_cache::{VerdictCache, VerdictKey};

@@ -1,0 +1,69 @@
+//! Admin endpoints: /healthz answers 200 and /metrics exposes the io backend, request statuses, handshakes by version, verify-cache hits/misses, verdicts, accepted connections and byte counters consistent with a known sequence of requests.
+
+mod support;
+
+use support::admin::metrics_text;
+use support::*;
+
+fn metrics_after_known_sequence(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let engine = start_engine(
+        io,
+        &pki,
+        &backend.url(),
+        &[
+            ("CERTGATE_CLIENT_CERT", "request".into()),
+            ("CERTGATE_WORKERS", "1".into()),
+        ],
+    );
+    let (st, body) = admin_get(&engine, "/healthz");
+    assert_eq!(st, 200, "/healthz: {body}");
+
+    let ok = client(&pki, Some(&pki.client_ok));
+    let none = client(&pki, None);
+    assert_status(&must_get(&engine, &ok, "/m/ok"), 200, "valid cert");
+    assert_status(&must_get(&engine, &none, "/m/none"), 403, "no cert");
+
+    let text = metrics_text(&engine);
+    let m = |q: &str| support::admin::metric_in(&text, q);
+    let show = |q: &str| format!("{q} = {:?}\n--- /metrics ---\n{text}", m(q));
+
+    let q = format!("certgate_io_backend{{backend=\"{io}\"}}");
+    assert_eq!(m(&q), Some(1.0), "{}", show(&q));
+    for q in [
+        "certgate_requests_total{status=\"200\"}",
+        "certgate_requests_total{status=\"403\"}",
+    ] {
+        assert!(m(q).unwrap_or(0.0) >= 1.0, "{}", show(q));
+    }
+    let q = "certgate_handshakes_total{result=\"ok\",version=\"TLSv1.3\"}";
+    assert!(m(q).unwrap_or(0.0) >= 2.0, "{}", show(q));
+    let q = "certgate_client_cert_verdicts_total{verdict=\"success\"}";
+    assert!(m(q).unwrap_or(0.0) >= 1.0, "{}", show(q));
+    let q = "certgate_verify_cache_misses_total";
+    assert!(m(q).unwrap_or(0.0) >= 1.0, "{}", show(q));
+    let q = "certgate_connections_accepted_total";
+    assert!(m(q).unwrap_or(0.0) >= 2.0, "{}", show(q));
+    for q in ["certgate_bytes_received_total", "certgate_bytes_sent_total"] {
+        assert!(m(q).unwrap_or(0.0) > 0.0, "{}", show(q));
+    }
+    let q = "certgate_verify_cache_hits_total";
+    assert!(m(q).is_some(), "{}", show(q));
+
+    // the same client reconnects (full handshake, no resumption): a cache hit
+    let hits_before = m(q).unwrap();
+    let accepted_before = m("certgate_connections_accepted_total").unwrap();
+    let received_before = m("certgate_bytes_received_total").unwrap();
+    assert_status(&must_get(&engine, &ok, "/m/again"), 200, "valid cert again");
+    let hits_after = metric(&engine, q);
+    assert!(
+        hits_after > hits_before,
+        "verify cache hits did not increase on reconnect ({hits_before} -> {hits_after})"
+    );
+    assert!(metric(&engine, "certgate_connections_accepted_total") > accepted_before);
+    assert!(metric(&engine, "certgate_bytes_received_total") > received_before);
+    assert!(metric(&engine, "certgate_requests_total{status=\"200\"}") >= 2.0);
+}
+
+io_tests!(metrics_after_known_sequence);
