@@ -183,6 +183,14 @@ fn sum(workers: &[std::sync::Arc<WorkerStats>], f: impl Fn(&WorkerStats) -> &Cou
     workers.iter().map(|w| f(w).get()).sum()
 }
 
+/// A single-series family: name, type, help, and the counter it sums.
+type SimpleFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerStats) -> &Counter,
+);
+
 /// Render every metric in the Prometheus text exposition format.
 pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> String {
     let family = |name: &str, kind: &str, help: &str| {
@@ -235,7 +243,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
         ],
     );
 
-    let simple: [(&str, &str, &str, fn(&WorkerStats) -> &Counter); 8] = [
+    let simple: [SimpleFamily; 8] = [
         (
             "certgate_connections_accepted_total",
             "counter",
