@@ -252,7 +252,7 @@ fn parse_hex(body: &str, column: impl Fn(usize) -> usize) -> Result<Thumbprint, 
                 column: column(i),
             })?;
         if let Some(slot) = bytes.get_mut(digits / 2) {
-            *slot |= if digits % 2 == 0 { value << 4 } else { value };
+            *slot |= if digits & 1 == 0 { value << 4 } else { value };
         }
         digits += 1;
     }
