@@ -117,6 +117,7 @@ fn renegotiation_refused(io: &str) {
     kill(&mut child);
     std::thread::sleep(Duration::from_millis(100));
     let output = out.lock().unwrap().clone();
+    eprintln!("--- openssl s_client output ---\n{output}\n--- end ---");
 
     assert!(
         output.contains("RENEGOTIATING"),

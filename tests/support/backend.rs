@@ -220,28 +220,15 @@ fn serve(conn: TcpStream, sh: &Shared) -> io::Result<()> {
         let discard = path.starts_with("/discard");
         let mut hasher = if discard { None } else { Some(Sha256::new()) };
         let mut body_len: u64 = 0;
-        let mut sink = |data: &[u8]| {
-            body_len += data.len() as u64;
-            if let Some(h) = hasher.as_mut() {
-                h.update(data);
-            }
-        };
-        if chunked {
-            read_chunked(&mut r, &mut sink)?;
-        } else if let Some(cl) = get("content-length") {
-            let mut left: u64 = cl.trim().parse().map_err(|_| bad("bad content-length"))?;
-            let mut buf = vec![0u8; 256 * 1024];
-            while left > 0 {
-                let want = (buf.len() as u64).min(left) as usize;
-                let n = r.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(bad("eof in body"));
+        {
+            let mut sink = |data: &[u8]| {
+                body_len += data.len() as u64;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(data);
                 }
-                sink(&buf[..n]);
-                left -= n as u64;
-            }
+            };
+            read_body(&mut r, chunked, get("content-length"), &mut sink)?;
         }
-        drop(sink);
         sh.recorded.lock().unwrap().push(Recorded {
             method,
             path: path.clone(),
@@ -302,6 +289,32 @@ fn serve(conn: TcpStream, sh: &Shared) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    chunked: bool,
+    content_length: Option<String>,
+    sink: &mut impl FnMut(&[u8]),
+) -> io::Result<()> {
+    if chunked {
+        return read_chunked(r, sink);
+    }
+    let Some(cl) = content_length else {
+        return Ok(());
+    };
+    let mut left: u64 = cl.trim().parse().map_err(|_| bad("bad content-length"))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    while left > 0 {
+        let want = (buf.len() as u64).min(left) as usize;
+        let n = r.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(bad("eof in body"));
+        }
+        sink(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 fn num_after(path: &str, prefix: &str) -> Option<usize> {

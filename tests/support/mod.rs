@@ -256,12 +256,16 @@ pub fn client(pki: &TestPki, cert: Option<&pki::CertFiles>) -> TlsClient {
 }
 
 /// Connects, sends `GET path`, returns the response; panics with context on failure.
+#[track_caller]
 pub fn must_get(engine: &Engine, client: &TlsClient, path: &str) -> Response {
-    let mut c = client
-        .connect(engine.addr(), None)
-        .unwrap_or_else(|e| panic!("connect to engine (io={}): {e}", engine.io()));
-    c.get(path)
-        .unwrap_or_else(|e| panic!("GET {path} (io={}): no response: {e}", engine.io()))
+    let mut c = match client.connect(engine.addr(), None) {
+        Ok(c) => c,
+        Err(e) => panic!("GET {path}: connect to engine (io={}): {e}", engine.io()),
+    };
+    match c.get(path) {
+        Ok(r) => r,
+        Err(e) => panic!("GET {path} (io={}): no response: {e}", engine.io()),
+    }
 }
 
 /// Asserts a response status, showing the body on mismatch.

@@ -177,7 +177,6 @@ impl TestPki {
         .expect("untrusted");
 
         let inter_x509 = inter.cert.clone();
-        let other_x509 = other_root.cert.clone();
         let d = dir.path().to_path_buf();
         let files =
             |name: &str, issued: Issued, extra: Vec<X509>| write_files(&d, name, issued, extra);
@@ -193,7 +192,8 @@ impl TestPki {
         let self_signed = files("client-self-signed", self_signed, vec![]);
         let self_signed_listed = files("client-self-signed-listed", self_signed_listed, vec![]);
         let other_root = files("other-root", other_root, vec![]);
-        let untrusted = files("client-untrusted", untrusted, vec![other_x509]);
+        // sent without its (foreign) root: the engine cannot find an issuer
+        let untrusted = files("client-untrusted", untrusted, vec![]);
 
         let ca_bundle = d.join("ca-bundle.pem");
         let mut pem = root.issued.cert_pem();

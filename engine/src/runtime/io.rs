@@ -37,6 +37,16 @@ impl UringStream {
     }
 }
 
+/// A cancelled io_uring read keeps its operation (and with it the socket) alive
+/// until the kernel completes it; with a silent peer that is never. Shutting
+/// the socket down on drop completes every pending operation at once, so a
+/// connection dropped on a timeout really closes.
+impl Drop for UringStream {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl Io for UringStream {
     async fn connect(addr: SocketAddr) -> io::Result<Self> {
         tokio_uring::net::TcpStream::connect(addr)

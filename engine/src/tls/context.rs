@@ -135,11 +135,18 @@ fn load_certs(var: &'static str, path: &Path) -> Result<Vec<X509>, TlsError> {
 
 fn build_trust(config: &Config, src: &SnapshotSources, generation: u64) -> Result<Trust, TlsError> {
     use crate::config::CLIENT_CA;
+    let mut bundle = std::collections::HashSet::new();
     let store = match &src.client_ca {
         None => None,
         Some(path) => {
             let mut b = X509StoreBuilder::new().map_err(setup("X509 store"))?;
             for cert in load_certs(CLIENT_CA, path)? {
+                let digest = cert
+                    .digest(boring::hash::MessageDigest::sha256())
+                    .map_err(setup("bundle digest"))?;
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&digest);
+                bundle.insert(d);
                 b.add_cert(&cert).map_err(|e| {
                     content(CLIENT_CA, path, format!("cannot add certificate: {e}"))
                 })?;
@@ -169,6 +176,7 @@ fn build_trust(config: &Config, src: &SnapshotSources, generation: u64) -> Resul
         generation,
         mode: config.client_cert,
         store,
+        bundle,
         allowlist,
     })
 }
@@ -205,12 +213,13 @@ pub fn build_snapshot(
     for extra in chain {
         b.add_extra_chain_cert(extra).map_err(setup("chain"))?;
     }
-    b.set_private_key(&key).map_err(setup("private key"))?;
-    b.check_private_key().map_err(|_| TlsError::KeyMismatch {
+    let mismatch = || TlsError::KeyMismatch {
         key_var: TLS_KEY,
         cert: src.cert.clone(),
         key: src.key.clone(),
-    })?;
+    };
+    b.set_private_key(&key).map_err(|_| mismatch())?;
+    b.check_private_key().map_err(|_| mismatch())?;
 
     // ALPN: HTTP/1.1 only for now; a client offering only h2 goes on without ALPN.
     b.set_alpn_select_callback(|_, client| {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use boring::ssl::SslRef;
 use boring::stack::StackRef;
 use boring::x509::store::X509Store;
+use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509Ref, X509StoreContext, X509VerifyError, X509};
 
 use crate::admin::metrics::WorkerStats;
@@ -147,6 +148,9 @@ pub struct Trust {
     pub mode: ClientCertMode,
     /// Roots and intermediates (verify params: depth, clientAuth purpose).
     pub store: Option<X509Store>,
+    /// SHA-256 of every certificate in the bundle: a leaf found here is its own
+    /// trust anchor (a self-signed client certificate the operator uploaded).
+    pub bundle: std::collections::HashSet<[u8; 32]>,
     /// Thumbprint allowlist, when configured.
     pub allowlist: Option<Allowlist>,
 }
@@ -204,6 +208,10 @@ pub fn verify_uncached(trust: &Trust, leaf: &X509Ref, chain: Option<&StackRef<X5
     let Some(store) = &trust.store else {
         return Verdict::Failed(Reason::Untrusted);
     };
+    let Ok(d) = digests(leaf) else {
+        return Verdict::Failed(Reason::Invalid);
+    };
+    let anchored_leaf = trust.bundle.contains(&d.sha256);
     let result = (|| {
         let mut ctx = X509StoreContext::new()?;
         let empty;
@@ -215,6 +223,10 @@ pub fn verify_uncached(trust: &Trust, leaf: &X509Ref, chain: Option<&StackRef<X5
             }
         };
         ctx.init(store, leaf, chain, |c| {
+            if anchored_leaf {
+                c.verify_param_mut()
+                    .set_flags(X509VerifyFlags::PARTIAL_CHAIN);
+            }
             c.verify_cert()?;
             Ok(c.verify_result())
         })
@@ -224,9 +236,6 @@ pub fn verify_uncached(trust: &Trust, leaf: &X509Ref, chain: Option<&StackRef<X5
         Ok(Err(e)) => return Verdict::Failed(Reason::from_x509(e)),
         Err(_) => return Verdict::Failed(Reason::Invalid),
     }
-    let Ok(d) = digests(leaf) else {
-        return Verdict::Failed(Reason::Invalid);
-    };
     if let Some(allow) = &trust.allowlist {
         if !allow.contains(&d) {
             return Verdict::Failed(Reason::NotAllowlisted);
