@@ -80,4 +80,45 @@ fn idle_timeout(io: &str) {
     );
 }
 
-io_tests!(handshake_timeout, idle_timeout);
+/// A request head trickled in a few bytes at a time (slowloris) must complete
+/// within one idle timeout of its first byte, whatever the pace.
+fn slow_request_head(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let engine = start_engine(
+        io,
+        &pki,
+        &backend.url(),
+        &[("CERTGATE_IDLE_TIMEOUT_MS", "600".into())],
+    );
+    let c = client(&pki, Some(&pki.client_ok));
+    let mut conn = c.connect(engine.addr(), None).expect("connect");
+    conn.set_read_timeout(Duration::from_millis(50));
+    let t0 = Instant::now();
+    conn.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("start of head");
+    // One header byte every 100 ms: each read is well inside the idle timeout,
+    // but the head as a whole never completes within it.
+    let mut closed_after = None;
+    for i in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        if conn.send(&[b'X' + (i % 2)]).is_err() {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+        match conn.expect_closed() {
+            Ok(()) => {}
+            // The engine answers 408 before closing.
+            Err(e) if e.contains("408") => {}
+            Err(_) => continue,
+        }
+        closed_after = Some(t0.elapsed());
+        break;
+    }
+    let took =
+        closed_after.expect("a head trickled for 4 s was never cut off (idle timeout 600 ms)");
+    assert!(took < Duration::from_secs(2), "cut off only after {took:?}");
+    assert_eq!(backend.count(), 0, "an incomplete head reached the backend");
+}
+
+io_tests!(handshake_timeout, idle_timeout, slow_request_head);

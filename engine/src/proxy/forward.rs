@@ -170,6 +170,9 @@ async fn read_request<S: Io>(
 ) -> Result<Option<Request>, Failure> {
     let config = &w.shared.config;
     let mut stop = w.shutdown.clone();
+    // Once a request has begun, its whole head must arrive within one idle
+    // timeout (a slowloris sending a byte at a time gains nothing).
+    let mut head_deadline = None;
     loop {
         if !buf.is_empty() {
             if let Parsed::Complete { head, len } = parse_request(buf, config.max_header_bytes)? {
@@ -184,8 +187,14 @@ async fn read_request<S: Io>(
             buf.reserve(RECORD);
         }
         let idle = buf.is_empty();
+        let now = tokio::time::Instant::now();
+        let deadline = match head_deadline {
+            Some(d) => d,
+            None if idle => now + config.idle_timeout,
+            None => *head_deadline.insert(now + config.idle_timeout),
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(config.idle_timeout, conn.read(buf)) => r,
+            r = tokio::time::timeout_at(deadline, conn.read(buf)) => r,
             _ = stop.changed(), if idle => return Ok(None),
         };
         match read {
