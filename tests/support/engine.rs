@@ -129,14 +129,27 @@ impl Engine {
     /// ephemeral ports, a fresh state dir) plus `vars` (which override the
     /// defaults), and waits for `certgate ready`.
     pub fn start(vars: &[(&str, String)], io: &str) -> Engine {
+        Engine::start_with(vars, io, io, |_| {})
+    }
+
+    /// Like [`Engine::start`] with `CERTGATE_IO=requested`, expecting the ready
+    /// line to report `io=expected`, and `customize` applied to the command
+    /// (e.g. [`block_io_uring`]).
+    pub fn start_with(
+        vars: &[(&str, String)],
+        requested: &str,
+        expected: &str,
+        customize: impl FnOnce(&mut Command),
+    ) -> Engine {
         let state = TempDir::new("state");
-        let mut cmd = base_command(io, state.path());
+        let mut cmd = base_command(requested, state.path());
         cmd.env("CERTGATE_WORKERS", "2").env("CERTGATE_LOG", "info");
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        customize(&mut cmd);
         let state_dir = state.path().to_path_buf();
-        Engine::spawn_ready(cmd, io, Some(state), state_dir, vars)
+        Engine::spawn_ready(cmd, expected, Some(state), state_dir, vars)
     }
 
     /// Starts the engine with only LISTEN, ADMIN_LISTEN, IO and STATE_DIR=`state`
@@ -217,12 +230,22 @@ impl Engine {
     /// fail at start-up; returns its exit status and stderr. Panics if it is
     /// still running after 20 s or prints `certgate ready`.
     pub fn start_expect_failure(vars: &[(&str, String)], io: &str) -> (ExitStatus, String) {
+        Engine::start_expect_failure_with(vars, io, |_| {})
+    }
+
+    /// [`Engine::start_expect_failure`] with `customize` applied to the command.
+    pub fn start_expect_failure_with(
+        vars: &[(&str, String)],
+        io: &str,
+        customize: impl FnOnce(&mut Command),
+    ) -> (ExitStatus, String) {
         let state = TempDir::new("state");
         let mut cmd = base_command(io, state.path());
         cmd.env("CERTGATE_WORKERS", "2").env("CERTGATE_LOG", "info");
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        customize(&mut cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin()));
@@ -417,5 +440,42 @@ impl Drop for Engine {
                 self.logs()
             );
         }
+    }
+}
+
+/// Make the child's `io_uring_setup` fail with EPERM, as Docker's default
+/// seccomp profile does, by installing a seccomp filter before exec.
+pub fn block_io_uring(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const RET_ERRNO_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let nr = libc::SYS_io_uring_setup as u32;
+    let insn = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let program = [
+        insn(0x20, 0, 0, 0),               // ld  [nr]  (offset 0 of seccomp_data)
+        insn(0x15, 0, 1, nr),              // jeq #io_uring_setup, deny, allow
+        insn(0x06, 0, 0, RET_ERRNO_EPERM), // deny: ret ERRNO(EPERM)
+        insn(0x06, 0, 0, RET_ALLOW),       // allow: ret ALLOW
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl, which is async-signal-safe; `program` is moved into the closure
+    // and outlives the prctl call that copies it into the kernel.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
