@@ -41,6 +41,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A worker could not start serving.
+    #[error("{0}")]
+    Worker(String),
     /// A thread or runtime could not be started.
     #[error("cannot start {what}: {source}")]
     Start {
@@ -130,11 +133,26 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
     for (id, listener) in listeners.into_iter().enumerate() {
-        let t = worker::spawn(id, listener, Arc::clone(&shared), stop_rx.clone())
-            .map_err(start_err("worker thread"))?;
+        let t = worker::spawn(
+            id,
+            listener,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+            started_tx.clone(),
+        )
+        .map_err(start_err("worker thread"))?;
         threads.push(t);
+    }
+    drop(started_tx);
+    for _ in 0..threads.len() {
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Err(StartError::Worker(why)),
+            Err(_) => return Err(StartError::Worker("a worker exited during start-up".into())),
+        }
     }
 
     if let Some(d) = &dev {

@@ -41,11 +41,21 @@ impl IoBackend {
 #[error("CERTGATE_IO=uring but io_uring cannot be set up: {0}")]
 pub struct UringUnavailable(std::io::Error);
 
-/// Probe io_uring by creating (and dropping) a ring with the configured size.
+/// The ring every worker builds: configured size, SQPOLL when asked.
+pub fn uring_builder(config: &Config) -> tokio_uring::Builder {
+    let mut builder = tokio_uring::builder();
+    builder.entries(config.uring_entries);
+    let mut ring = io_uring::IoUring::builder();
+    if config.uring_sqpoll {
+        ring.setup_sqpoll(1000);
+    }
+    builder.uring_builder(&ring);
+    builder
+}
+
+/// Probe io_uring by creating (and dropping) exactly the ring a worker would.
 fn probe_uring(config: &Config) -> std::io::Result<()> {
-    let mut b = tokio_uring::builder();
-    b.entries(config.uring_entries);
-    tokio_uring::Runtime::new(&b).map(drop)
+    tokio_uring::Runtime::new(&uring_builder(config)).map(drop)
 }
 
 /// Decide the backend: returns it and the reason to log.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{debug, error, info};
+use tracing::{debug, info};
 
 use super::io::{EpollStream, Io, UringStream};
 use super::{IoBackend, Shared};
@@ -67,12 +67,16 @@ fn pin_to_cpu(n: usize) {
     }
 }
 
-/// Start worker `id` on its own thread.
+/// Each worker reports once whether it is serving, or why it cannot.
+pub type Started = std::sync::mpsc::Sender<Result<(), String>>;
+
+/// Start worker `id` on its own thread; it reports on `started` once serving.
 pub fn spawn(
     id: usize,
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    started: Started,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("certgate-w{id}"))
@@ -87,8 +91,8 @@ pub fn spawn(
                 Arc::clone(&stats),
             );
             match shared.io {
-                IoBackend::Uring => run_uring(id, listener, shared, stats, shutdown),
-                IoBackend::Epoll => run_epoll(id, listener, shared, stats, shutdown),
+                IoBackend::Uring => run_uring(id, listener, shared, stats, shutdown, started),
+                IoBackend::Epoll => run_epoll(id, listener, shared, stats, shutdown, started),
             }
         })
 }
@@ -115,24 +119,21 @@ fn run_uring(
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     shutdown: watch::Receiver<bool>,
+    started: Started,
 ) {
-    let mut builder = tokio_uring::builder();
-    builder.entries(shared.config.uring_entries);
-    let mut ring = io_uring::IoUring::builder();
-    if shared.config.uring_sqpoll {
-        ring.setup_sqpoll(1000);
-    }
-    builder.uring_builder(&ring);
-    let runtime = match tokio_uring::Runtime::new(&builder) {
+    let runtime = match tokio_uring::Runtime::new(&super::uring_builder(&shared.config)) {
         Ok(rt) => rt,
         Err(e) => {
-            error!(worker = id, "cannot start io_uring runtime: {e}");
+            let _ = started.send(Err(format!(
+                "worker {id}: cannot start io_uring runtime: {e}"
+            )));
             return;
         }
     };
     runtime.block_on(async move {
         let w = new_worker::<UringStream>(id, shared, stats, shutdown);
         let listener = tokio_uring::net::TcpListener::from_std(listener);
+        let _ = started.send(Ok(()));
         let mut stop = w.shutdown.clone();
         loop {
             tokio::select! {
@@ -154,6 +155,7 @@ fn run_epoll(
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     shutdown: watch::Receiver<bool>,
+    started: Started,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -161,7 +163,7 @@ fn run_epoll(
     {
         Ok(rt) => rt,
         Err(e) => {
-            error!(worker = id, "cannot start epoll runtime: {e}");
+            let _ = started.send(Err(format!("worker {id}: cannot start epoll runtime: {e}")));
             return;
         }
     };
@@ -171,10 +173,11 @@ fn run_epoll(
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
-                error!(worker = id, "cannot register listener: {e}");
+                let _ = started.send(Err(format!("worker {id}: cannot register listener: {e}")));
                 return;
             }
         };
+        let _ = started.send(Ok(()));
         let mut stop = w.shutdown.clone();
         loop {
             tokio::select! {
