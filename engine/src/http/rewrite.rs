@@ -185,7 +185,14 @@ pub fn write_upstream_head(req: &Request, ctx: &ForwardContext<'_>, out: &mut By
     out.put_slice(req.method.as_bytes());
     out.put_u8(b' ');
     out.put_slice(req.target.as_bytes());
-    out.put_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 client is forwarded as HTTP/1.0, so the backend never answers
+    // it with a chunked body it could not read (the backend connection then
+    // usually closes after the response, which the pool handles).
+    out.put_slice(if req.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
 
     copy_headers(&req.headers, out, |header| {
         let name = header.name.as_str();
@@ -368,12 +375,14 @@ X-Client-Cert-Verify: FAILED:expired\r\n\r\n"
     }
 
     #[test]
-    fn upstream_always_http11() {
+    fn upstream_keeps_the_clients_minor_version() {
         let out = upstream("GET / HTTP/1.0\r\n\r\n", &ctx(b"", None));
         assert!(
-            out.starts_with("GET / HTTP/1.1\r\nX-Forwarded-For: "),
+            out.starts_with("GET / HTTP/1.0\r\nX-Forwarded-For: "),
             "{out}"
         );
+        let out = upstream("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ctx(b"", None));
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"), "{out}");
     }
 
     #[test]
