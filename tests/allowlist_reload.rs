@@ -140,4 +140,42 @@ fn reload_via_admin_post(io: &str) {
     );
 }
 
-io_tests!(reload_via_sighup, reload_via_admin_post);
+/// A keep-alive connection opened while A was allowed loses access at its next
+/// request once a reload removes A: the verdict is not frozen at handshake time.
+fn open_connection_rechecked_after_reload(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let file = pki.path("allow.txt");
+    let (a_tp, b_tp) = (pki.client_ok.sha1_upper(), pki.client_b.sha1_upper());
+    write_atomic(&file, format!("{a_tp}\n{b_tp}\n").as_bytes());
+    let engine = start_engine(
+        io,
+        &pki,
+        &backend.url(),
+        &[
+            ("CERTGATE_CLIENT_CERT", "request".into()),
+            ("CERTGATE_THUMBPRINTS", path_str(&file)),
+        ],
+    );
+    let a = client(&pki, Some(&pki.client_ok));
+    let mut conn = a.connect(engine.addr(), None).expect("connect A");
+    let r = conn.get("/before").expect("first response");
+    assert_status(&r, 200, "A listed");
+
+    write_atomic(&file, format!("{b_tp}\n").as_bytes());
+    sighup_and_wait(&engine, OK);
+
+    let r = conn.get("/after").expect("response on the same connection");
+    assert_status(&r, 403, "A removed, same keep-alive connection");
+    assert_eq!(
+        backend.count(),
+        1,
+        "the request after removal reached the backend"
+    );
+}
+
+io_tests!(
+    reload_via_sighup,
+    reload_via_admin_post,
+    open_connection_rechecked_after_reload
+);

@@ -58,11 +58,14 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     // The verdict: from the verify callback of this full handshake, or — for a
     // resumed session, whose certificate BoringSSL does not verify again —
     // evaluated now against the snapshot in force.
-    let verdict = match config.client_cert {
-        ClientCertMode::Off => Verdict::NoCertificate,
+    let (verdict, generation) = match config.client_cert {
+        ClientCertMode::Off => (Verdict::NoCertificate, snapshot.generation),
         _ => match conn.ssl().ex_data(verdict_index()) {
-            Some(v) if !conn.ssl().session_reused() => v.clone(),
-            _ => evaluate(&w.shared.snapshot.load().trust, conn.ssl()),
+            Some(v) if !conn.ssl().session_reused() => (v.clone(), snapshot.generation),
+            _ => {
+                let now = w.shared.snapshot.load();
+                (evaluate(&now.trust, conn.ssl()), now.generation)
+            }
         },
     };
     if config.client_cert != ClientCertMode::Off {
@@ -76,7 +79,7 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         return;
     }
 
-    super::forward::serve_http(&mut conn, peer, &verdict, w).await;
+    super::forward::serve_http(&mut conn, peer, &verdict, generation, w).await;
     account(&conn, w);
 }
 

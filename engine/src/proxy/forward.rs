@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use tracing::debug;
@@ -21,7 +21,7 @@ use crate::http::{
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
 use crate::tls::stream::{TlsConn, RECORD};
-use crate::tls::verify::Verdict;
+use crate::tls::verify::{evaluate, Verdict};
 
 /// The body of the 403 answer to a request without a valid client certificate.
 pub const INVALID_CERT_MESSAGE: &str = "Invalid client certificate";
@@ -103,44 +103,100 @@ impl Framing {
     }
 }
 
+/// What the connection's verdict allows, rendered for forwarding.
+struct Admission {
+    /// Snapshot generation the verdict was reached under.
+    generation: u64,
+    /// When to look at the verdict again even without a reload (TTL, not-after).
+    recheck_at: Instant,
+    /// Whether requests may reach the backend.
+    allowed: bool,
+    /// The forwarded certificate header lines (empty without a verified certificate).
+    cert_headers: bytes::Bytes,
+    /// `X-Client-Cert-Verify` (optional mode only).
+    verify_header: Option<String>,
+}
+
+impl Admission {
+    fn new(verdict: &Verdict, generation: u64, mode: ClientCertMode, ttl: Duration) -> Admission {
+        let now = Instant::now();
+        let mut recheck_at = now + ttl;
+        let (allowed, cert_headers) = match verdict {
+            Verdict::Verified(info) => {
+                if let Ok(left) = info.not_after_time().duration_since(SystemTime::now()) {
+                    recheck_at = recheck_at.min(now + left);
+                } else {
+                    recheck_at = now;
+                }
+                (true, info.header_block.clone())
+            }
+            _ => (
+                matches!(mode, ClientCertMode::Off | ClientCertMode::Optional),
+                bytes::Bytes::new(),
+            ),
+        };
+        Admission {
+            generation,
+            recheck_at,
+            allowed,
+            cert_headers,
+            verify_header: (mode == ClientCertMode::Optional).then(|| verdict.verify_header()),
+        }
+    }
+}
+
 /// Serve HTTP requests on an established TLS connection.
+///
+/// `verdict` was reached under snapshot `generation`. Before each request the
+/// connection's certificate is checked again if a reload published a new
+/// snapshot or the verdict's lifetime ran out, so a certificate removed from
+/// the trust configuration loses access on connections already open too.
 pub async fn serve_http<S: Io>(
     conn: &mut TlsConn<S>,
     peer: SocketAddr,
     verdict: &Verdict,
+    generation: u64,
     w: &Rc<Worker<S>>,
 ) {
     let config = &w.shared.config;
-    let allowed = match config.client_cert {
-        ClientCertMode::Off | ClientCertMode::Optional => true,
-        ClientCertMode::Request | ClientCertMode::Require => {
-            matches!(verdict, Verdict::Verified(_))
-        }
-    };
-    let cert_headers = match verdict {
-        Verdict::Verified(info) => info.header_block.clone(),
-        _ => bytes::Bytes::new(),
-    };
-    let verify_header =
-        (config.client_cert == ClientCertMode::Optional).then(|| verdict.verify_header());
-    let ctx = ForwardContext {
-        client_ip: peer.ip(),
-        cert_headers: &cert_headers,
-        verify: verify_header.as_deref(),
-    };
+    let mode = config.client_cert;
+    let ttl = config.verify_cache_ttl;
+    let mut admission = Admission::new(verdict, generation, mode, ttl);
 
     let mut buf = BytesMut::with_capacity(RECORD);
+    let mut first = true;
     loop {
-        let req = match read_request(conn, &mut buf, w).await {
+        let req = match read_request(conn, &mut buf, first, w).await {
             Ok(Some(req)) => req,
             Ok(None) => break,
             Err(failure) => return fail(conn, failure, w).await,
         };
-        if !allowed {
+        first = false;
+        if mode != ClientCertMode::Off {
+            let snapshot = w.shared.snapshot.load();
+            if snapshot.generation != admission.generation || Instant::now() >= admission.recheck_at
+            {
+                let verdict = evaluate(&snapshot.trust, conn.ssl());
+                admission = Admission::new(&verdict, snapshot.generation, mode, ttl);
+            }
+        }
+        if !admission.allowed {
             // Never forwarded: the backend does not see requests without the policy's yes.
             return fail(conn, Failure::Answer(403, INVALID_CERT_MESSAGE), w).await;
         }
-        match exchange(conn, &mut buf, &req, &ctx, w).await {
+        let ctx = ForwardContext {
+            client_ip: peer.ip(),
+            cert_headers: &admission.cert_headers,
+            verify: admission.verify_header.as_deref(),
+        };
+        let result = exchange(conn, &mut buf, &req, &ctx, w).await;
+        w.stats
+            .bytes_received
+            .add(std::mem::take(&mut conn.traffic.received));
+        w.stats
+            .bytes_sent
+            .add(std::mem::take(&mut conn.traffic.sent));
+        match result {
             Ok(true) => {}
             Ok(false) => break,
             Err(failure) => return fail(conn, failure, w).await,
@@ -163,9 +219,13 @@ async fn fail<S: Io>(conn: &mut TlsConn<S>, failure: Failure, w: &Worker<S>) {
 }
 
 /// Read the next request head. `Ok(None)`: the client closed, idled out, or we are draining.
+///
+/// While draining, a connection's first request is still read and served (its
+/// client has just completed a handshake); later ones are not waited for.
 async fn read_request<S: Io>(
     conn: &mut TlsConn<S>,
     buf: &mut BytesMut,
+    first: bool,
     w: &Worker<S>,
 ) -> Result<Option<Request>, Failure> {
     let config = &w.shared.config;
@@ -180,13 +240,14 @@ async fn read_request<S: Io>(
                 return Ok(Some(head));
             }
         }
-        if buf.is_empty() && w.shutting_down() {
+        if buf.is_empty() && !first && w.shutting_down() {
             return Ok(None);
         }
         if buf.capacity() - buf.len() < RECORD / 2 {
             buf.reserve(RECORD);
         }
         let idle = buf.is_empty();
+        let interruptible = idle && !first;
         let now = tokio::time::Instant::now();
         let deadline = match head_deadline {
             Some(d) => d,
@@ -195,7 +256,7 @@ async fn read_request<S: Io>(
         };
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, conn.read(buf)) => r,
-            _ = stop.changed(), if idle => return Ok(None),
+            _ = stop.changed(), if interruptible => return Ok(None),
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) if idle => return Ok(None),
