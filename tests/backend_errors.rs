@@ -48,4 +48,51 @@ fn backend_timeout(io: &str) {
     assert_status(&r, 200, "fast request after a timeout");
 }
 
-io_tests!(backend_down, backend_timeout);
+/// A backend that closes idle keep-alive connections: a GET that meets such a
+/// pooled connection is sent again on a fresh one (the client sees 200); a
+/// POST is never sent twice (it gets 502 if its connection was stale).
+fn stale_pooled_connection(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let engine = start_engine(
+        io,
+        &pki,
+        &backend.url(),
+        &[("CERTGATE_WORKERS", "1".into())],
+    );
+    let c = client(&pki, Some(&pki.client_ok));
+    let mut conn = c.connect(engine.addr(), None).expect("connect");
+    for i in 0..5 {
+        let r = conn.get(&format!("/silent-close/{i}")).expect("response");
+        assert_status(
+            &r,
+            200,
+            &format!("GET {i} over a backend that drops idle connections"),
+        );
+        // give the backend's close time to reach the engine's pooled socket
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        backend.count(),
+        5,
+        "each GET reached the backend exactly once:\n{}",
+        backend.dump()
+    );
+    let r = conn
+        .request(
+            "POST",
+            "/silent-close/post",
+            &[("Content-Length", "3")],
+            b"abc",
+        )
+        .expect("POST response");
+    assert!(r.status == 502 || r.status == 200, "POST: {}", r.status);
+    let posts = backend
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST")
+        .count();
+    assert!(posts <= 1, "a POST was sent {posts} times");
+}
+
+io_tests!(backend_down, backend_timeout, stale_pooled_connection);

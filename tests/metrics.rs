@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::admin::metrics_text;
 use support::*;
 
@@ -62,7 +64,15 @@ fn metrics_after_known_sequence(io: &str) {
         "verify cache hits did not increase on reconnect ({hits_before} -> {hits_after})"
     );
     assert!(metric(&engine, "certgate_connections_accepted_total") > accepted_before);
-    assert!(metric(&engine, "certgate_bytes_received_total") > received_before);
+    // Counted as the exchange completes, which may be just after the client
+    // has read the response: poll briefly.
+    let received = wait_metric_above(
+        &engine,
+        "certgate_bytes_received_total",
+        received_before,
+        Duration::from_secs(2),
+    );
+    assert!(received > received_before, "bytes received did not grow");
     assert!(metric(&engine, "certgate_requests_total{status=\"200\"}") >= 2.0);
 }
 

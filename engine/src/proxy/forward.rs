@@ -37,6 +37,22 @@ enum Failure {
     Answer(u16, &'static str),
     /// The response had started: all that is left is to close.
     Abort,
+    /// A pooled backend connection failed before a single response byte: the
+    /// backend had closed it. Safe to retry for an idempotent request; else 502.
+    Stale,
+}
+
+/// How long an idle pooled backend connection is trusted: shorter than the
+/// common backend keep-alive timeouts (5 s and up), so a connection the
+/// backend is about to close is not picked.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// Methods that may be sent again when a pooled connection turns out stale (RFC 9110 §9.2.2).
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
 }
 
 impl From<HttpError> for Failure {
@@ -202,18 +218,36 @@ pub async fn serve_http<S: Io>(
             Err(failure) => return fail(conn, failure, w).await,
         }
     }
-    conn.shutdown().await;
+    close(conn, w).await;
+}
+
+/// Write to the client within one idle timeout: a client that stops reading
+/// cannot hold its connection (and a backend connection) forever.
+async fn to_client<S: Io>(conn: &mut TlsConn<S>, data: &[u8], w: &Worker<S>) -> Result<(), ()> {
+    match tokio::time::timeout(w.shared.config.idle_timeout, conn.write_all(data)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Close the TLS session within one idle timeout.
+async fn close<S: Io>(conn: &mut TlsConn<S>, w: &Worker<S>) {
+    let _ = tokio::time::timeout(w.shared.config.idle_timeout, conn.shutdown()).await;
 }
 
 async fn fail<S: Io>(conn: &mut TlsConn<S>, failure: Failure, w: &Worker<S>) {
+    let failure = match failure {
+        Failure::Stale => Failure::Answer(502, "Bad Gateway"),
+        f => f,
+    };
     if let Failure::Answer(status, message) = failure {
         w.stats.response(status);
-        if conn
-            .write_all(&error_response(status, message, true))
+        if to_client(conn, &error_response(status, message, true), w)
             .await
             .is_ok()
         {
-            conn.linger(LINGER).await;
+            // Bounded as a whole: the close_notify write included.
+            let _ = tokio::time::timeout(2 * LINGER, conn.linger(LINGER)).await;
         }
     }
 }
@@ -270,8 +304,15 @@ async fn read_request<S: Io>(
 
 /// A backend connection and whether it came from the pool.
 async fn checkout<S: Io>(w: &Worker<S>) -> Result<(S, bool), Failure> {
-    if let Some(up) = w.pool.borrow_mut().pop() {
-        return Ok((up, true));
+    {
+        let mut pool = w.pool.borrow_mut();
+        if let Some((up, since)) = pool.pop() {
+            if since.elapsed() < POOL_IDLE {
+                return Ok((up, true));
+            }
+            // The newest is too old, so are all below it.
+            pool.clear();
+        }
     }
     let config = &w.shared.config;
     match tokio::time::timeout(config.backend_timeout, S::connect(w.shared.backend_addr)).await {
@@ -288,10 +329,12 @@ async fn checkout<S: Io>(w: &Worker<S>) -> Result<(S, bool), Failure> {
     }
 }
 
-/// Write to the backend within the backend timeout.
-async fn send<S: Io>(up: &S, data: BytesMut, w: &Worker<S>) -> Result<(), Failure> {
+/// Write to the backend within the backend timeout. `reused`: a failed write
+/// means a stale pooled connection.
+async fn send<S: Io>(up: &S, data: BytesMut, reused: bool, w: &Worker<S>) -> Result<(), Failure> {
     match tokio::time::timeout(w.shared.config.backend_timeout, up.write_all(data)).await {
         Ok((Ok(()), _)) => Ok(()),
+        Ok((Err(_), _)) if reused => Err(Failure::Stale),
         Ok((Err(e), _)) => {
             debug!("backend write failed: {e}");
             w.stats.backend_error(BackendError::Io);
@@ -317,25 +360,29 @@ async fn exchange<S: Io>(
     write_upstream_head(req, ctx, &mut head);
 
     if req.expect_continue && req.body != BodyKind::None {
-        conn.write_all(CONTINUE_100)
+        to_client(conn, CONTINUE_100, w)
             .await
             .map_err(|_| Failure::Client)?;
     }
 
-    // A body-less request may be retried once on a fresh connection when a
-    // pooled one turns out to have been closed by the backend.
-    let mut attempts = if req.body == BodyKind::None { 2 } else { 1 };
+    // An idempotent body-less request is sent again, once, on a fresh
+    // connection when a pooled one turns out to have been closed by the backend
+    // (it failed before a single response byte arrived).
+    let mut retry = req.body == BodyKind::None && idempotent(&req.method);
     let (up, mut rbuf, resp) = loop {
-        attempts -= 1;
         let (up, reused) = checkout(w).await?;
-        let sent = send_request(conn, buf, &up, head.clone(), req, w).await;
+        let sent = send_request(conn, buf, &up, &head, reused, req, w).await;
         let outcome = match sent {
-            Ok(()) => read_response_head(&up, req, w).await,
+            Ok(()) => read_response_head(&up, reused, req, w).await,
             Err(f) => Err(f),
         };
         match outcome {
             Ok((rbuf, resp)) => break (up, rbuf, resp),
-            Err(Failure::Answer(502, _)) if reused && attempts > 0 => continue,
+            Err(Failure::Stale) if retry => retry = false,
+            Err(Failure::Stale) => {
+                w.stats.backend_error(BackendError::Io);
+                return Err(Failure::Stale);
+            }
             Err(f) => return Err(f),
         }
     };
@@ -357,7 +404,7 @@ async fn exchange<S: Io>(
     let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
     out.extend_from_slice(&rbuf[..n]);
     rbuf.advance(n);
-    conn.write_all(&out).await.map_err(|_| Failure::Abort)?;
+    to_client(conn, &out, w).await.map_err(|_| Failure::Abort)?;
     drop(out);
 
     while !framing.done() {
@@ -383,7 +430,7 @@ async fn exchange<S: Io>(
             Ok(_) => {}
         }
         let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
-        conn.write_all(&rbuf[..n])
+        to_client(conn, &rbuf[..n], w)
             .await
             .map_err(|_| Failure::Abort)?;
         rbuf.advance(n);
@@ -392,7 +439,7 @@ async fn exchange<S: Io>(
     if resp.keep_alive && rbuf.is_empty() && resp.body != BodyKind::CloseDelimited {
         let mut pool = w.pool.borrow_mut();
         if pool.len() < config.backend_pool {
-            pool.push(up);
+            pool.push((up, Instant::now()));
         }
     }
     Ok(keep_client)
@@ -403,11 +450,16 @@ async fn send_request<S: Io>(
     conn: &mut TlsConn<S>,
     buf: &mut BytesMut,
     up: &S,
-    mut pending: BytesMut,
+    head: &BytesMut,
+    reused: bool,
     req: &Request,
     w: &Worker<S>,
 ) -> Result<(), Failure> {
     let mut framing = Framing::new(req.body);
+    let mut pending = head.clone();
+    // Only the first write can reveal a stale pooled connection; once part of
+    // the request has gone out, a failure is the backend's.
+    let mut reused = reused;
     loop {
         let n = framing.take(buf)?;
         if pending.is_empty() {
@@ -417,7 +469,8 @@ async fn send_request<S: Io>(
             buf.advance(n);
         }
         if !pending.is_empty() {
-            send(up, std::mem::take(&mut pending), w).await?;
+            send(up, std::mem::take(&mut pending), reused, w).await?;
+            reused = false;
         }
         if framing.done() {
             return Ok(());
@@ -435,6 +488,7 @@ async fn send_request<S: Io>(
 /// Read the backend's response head (skipping 100-continue style interim answers).
 async fn read_response_head<S: Io>(
     up: &S,
+    reused: bool,
     req: &Request,
     w: &Worker<S>,
 ) -> Result<(BytesMut, crate::http::Response), Failure> {
@@ -442,6 +496,7 @@ async fn read_response_head<S: Io>(
     let is_head = req.method.eq_ignore_ascii_case("HEAD");
     let deadline = tokio::time::Instant::now() + config.backend_timeout;
     let mut rbuf = BytesMut::with_capacity(RECORD);
+    let mut seen_any = false;
     loop {
         if !rbuf.is_empty() {
             match parse_response(&rbuf, config.max_header_bytes, is_head) {
@@ -477,10 +532,12 @@ async fn read_response_head<S: Io>(
         rbuf = b;
         match res {
             Ok(n) if n > 0 => {}
+            _ if reused && rbuf.is_empty() && !seen_any => return Err(Failure::Stale),
             _ => {
                 w.stats.backend_error(BackendError::Io);
                 return Err(Failure::Answer(502, "Bad Gateway"));
             }
         }
+        seen_any = true;
     }
 }

@@ -26,8 +26,8 @@ pub struct Worker<S> {
     pub active: Cell<usize>,
     /// Flips to true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
-    /// Idle keep-alive connections to the backend.
-    pub pool: RefCell<Vec<S>>,
+    /// Idle keep-alive connections to the backend, newest last, with the time each was returned.
+    pub pool: RefCell<Vec<(S, std::time::Instant)>>,
 }
 
 impl<S> Worker<S> {
