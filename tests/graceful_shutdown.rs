@@ -1,4 +1,4 @@
-//! SIGTERM drains: a request in flight when SIGTERM arrives still gets its 200, new connections are refused, and the process exits with status 0 within the drain timeout.
+//! SIGTERM drains: a request in flight when SIGTERM arrives still gets its 200, new connections are refused, /healthz answers 503 meanwhile, and the process exits with status 0 within the drain timeout.
 
 mod support;
 
@@ -60,6 +60,11 @@ fn sigterm_drains(io: &str) {
             r.body_str()
         ),
     }
+
+    // While draining, the admin listener still answers, and health says so.
+    let (status, body) = admin_get(&engine, "/healthz");
+    assert_eq!(status, 503, "healthz during drain: {body}");
+    assert!(body.contains("draining"), "{body}");
 
     let r = in_flight
         .join()

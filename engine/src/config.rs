@@ -37,7 +37,7 @@ vars! {
     CLIENT_CA = "CERTGATE_CLIENT_CA", "(none)", "PEM bundle of trusted client-certificate roots and intermediates";
     CLIENT_CERT = "CERTGATE_CLIENT_CERT", "request if CLIENT_CA set, else off", "client certificate mode: off | optional | request | require";
     THUMBPRINTS = "CERTGATE_THUMBPRINTS", "(none)", "allowlist file: one SHA-1/SHA-256 thumbprint per line (hex or base64url)";
-    MAX_CHAIN_DEPTH = "CERTGATE_MAX_CHAIN_DEPTH", "5", "maximum client certificate chain depth";
+    MAX_CHAIN_DEPTH = "CERTGATE_MAX_CHAIN_DEPTH", "5", "intermediates allowed between a client certificate and its root (0: issued by the root itself)";
     VERIFY_CACHE_TTL_SECS = "CERTGATE_VERIFY_CACHE_TTL_SECS", "300", "lifetime of a cached verification verdict";
     VERIFY_CACHE_SIZE = "CERTGATE_VERIFY_CACHE_SIZE", "65536", "verdicts cached per worker";
     TICKET_ROTATE_SECS = "CERTGATE_TICKET_ROTATE_SECS", "3600", "session ticket key rotation period (previous key accepted one more period)";
@@ -247,7 +247,11 @@ impl Vars {
         match self.get(var) {
             None | Some("0" | "false" | "off" | "no") => Ok(false),
             Some("1" | "true" | "on" | "yes") => Ok(true),
-            Some(v) => Err(invalid(var, v, "expected 0 or 1".into())),
+            Some(v) => Err(invalid(
+                var,
+                v,
+                "expected 1 (or true, on, yes) or 0 (or false, off, no)".into(),
+            )),
         }
     }
 
@@ -392,7 +396,7 @@ impl Config {
             }
         };
         range(WORKERS, self.workers as u64, 1, 1024)?;
-        range(MAX_CHAIN_DEPTH, self.max_chain_depth.into(), 1, 16)?;
+        range(MAX_CHAIN_DEPTH, self.max_chain_depth.into(), 0, 16)?;
         range(
             MAX_HEADER_BYTES,
             self.max_header_bytes as u64,

@@ -20,6 +20,7 @@ pub struct Control {
     pub tickets: Arc<TicketKeys>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -31,6 +32,7 @@ impl Control {
             tickets,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -58,6 +60,16 @@ impl Control {
                 Err(e)
             }
         }
+    }
+
+    /// Mark the process as draining: `/healthz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once SIGTERM/SIGINT started the drain.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text of every metric.

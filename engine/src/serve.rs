@@ -212,14 +212,18 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 _ = int.recv() => { info!("SIGINT: draining"); break }
             }
         }
+
+        // Drain: workers stop accepting and finish what is in flight, while the
+        // admin listener keeps answering (`/healthz` now says 503 draining).
+        control.start_draining();
+        let _ = stop_tx.send(true);
+        let deadline = tokio::time::Instant::now() + config.drain_timeout + Duration::from_secs(2);
+        while threads.iter().any(|t| !t.is_finished()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     });
 
-    let _ = stop_tx.send(true);
-    let deadline = std::time::Instant::now() + config.drain_timeout + Duration::from_secs(2);
     for t in threads {
-        while !t.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
         if t.is_finished() {
             let _ = t.join();
         }

@@ -34,6 +34,7 @@ pub fn route(control: &Control, method: &str, path: &str) -> BytesMut {
         ("GET", "/metrics") => {
             response(200, "text/plain; version=0.0.4", &control.render_metrics())
         }
+        ("GET", "/healthz") if control.draining() => response(503, "text/plain", "draining\n"),
         ("GET", "/healthz") => response(200, "text/plain", "ok\n"),
         ("POST", "/reload") => match control.reload() {
             Ok(generation) => response(

@@ -72,7 +72,18 @@ pub struct ChunkedTracker {
     size_line_len: usize,
     /// Bytes seen in the trailer section so far.
     trailer_len: usize,
+    /// Refuse trailer fields named like certificate headers (request bodies:
+    /// a backend that merges trailers into headers must not be fooled).
+    reject_cert_trailers: bool,
+    /// The current trailer field name, lower-cased with `_` as `-` (first bytes only).
+    name: [u8; NAME_PREFIX],
+    /// Length of the current trailer field name.
+    name_len: usize,
 }
+
+/// Longest trailer name remembered for the certificate-header check; every
+/// certificate header name is shorter.
+const NAME_PREFIX: usize = 40;
 
 /// Result of [`ChunkedTracker::advance`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +109,36 @@ impl ChunkedTracker {
             size_digits: 0,
             size_line_len: 0,
             trailer_len: 0,
+            reject_cert_trailers: false,
+            name: [0; NAME_PREFIX],
+            name_len: 0,
         }
+    }
+
+    /// A tracker for a request body: like [`ChunkedTracker::new`], and a trailer
+    /// field named like a certificate header (any case, `_` for `-`) is an error.
+    pub fn for_request() -> Self {
+        ChunkedTracker {
+            reject_cert_trailers: true,
+            ..Self::new()
+        }
+    }
+
+    fn push_name_byte(&mut self, b: u8) {
+        if self.name_len < NAME_PREFIX {
+            self.name[self.name_len] = if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            };
+        }
+        self.name_len += 1;
+    }
+
+    fn name_is_cert_header(&self) -> bool {
+        self.name_len <= NAME_PREFIX
+            && std::str::from_utf8(&self.name[..self.name_len])
+                .is_ok_and(super::rewrite::is_cert_header)
     }
 
     /// Whether the end of the body has been reached.
@@ -225,6 +265,8 @@ impl ChunkedTracker {
                 b' ' | b'\t' => return Err("folded trailer field"),
                 b if is_token_byte(b) => {
                     self.count_trailer_byte()?;
+                    self.name_len = 0;
+                    self.push_name_byte(b);
                     self.state = State::TrailerName;
                 }
                 _ => return Err("invalid trailer field name"),
@@ -232,9 +274,12 @@ impl ChunkedTracker {
             State::TrailerName => {
                 self.count_trailer_byte()?;
                 match byte {
+                    b':' if self.reject_cert_trailers && self.name_is_cert_header() => {
+                        return Err("certificate header in trailer section")
+                    }
                     b':' => self.state = State::TrailerValue,
                     b'\r' | b'\n' => return Err("trailer field without colon"),
-                    b if is_token_byte(b) => {}
+                    b if is_token_byte(b) => self.push_name_byte(b),
                     _ => return Err("invalid trailer field name"),
                 }
             }
@@ -756,6 +801,37 @@ mod tests {
         assert_eq!(
             message_framing(&[header("Transfer-Encoding", "chunked")], 0),
             Err(HttpError::Smuggling("Transfer-Encoding in HTTP/1.0"))
+        );
+    }
+
+    #[test]
+    fn request_trailers_cannot_carry_certificate_headers() {
+        for name in [
+            "X-Client-Cert-Thumbprint",
+            "x_client_cert",
+            "X-Forwarded-Client-Cert",
+        ] {
+            let body = format!("3\r\nabc\r\n0\r\n{name}: AAAA\r\n\r\n");
+            let err = ChunkedTracker::for_request().advance(body.as_bytes());
+            assert!(err.is_err(), "{name} accepted as a request trailer");
+            // Split inside the name too.
+            let mut t = ChunkedTracker::for_request();
+            let (a, b) = body.as_bytes().split_at(body.len() - 12);
+            let first = t.advance(a);
+            assert!(
+                first.is_err() || t.advance(b).is_err(),
+                "{name} accepted when split"
+            );
+            // Responses keep their trailers.
+            let ok = ChunkedTracker::new().advance(body.as_bytes()).unwrap();
+            assert!(ok.done);
+        }
+        let fine = "3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n";
+        assert!(
+            ChunkedTracker::for_request()
+                .advance(fine.as_bytes())
+                .unwrap()
+                .done
         );
     }
 }

@@ -40,12 +40,17 @@ const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
-/// Client request headers replaced by the proxy, never trusted.
-const REPLACED_REQUEST_HEADERS: [&str; 4] = [
+/// Client request headers replaced by the proxy, never trusted: what a backend
+/// behind an edge proxy takes as the proxy's word about the client.
+const REPLACED_REQUEST_HEADERS: [&str; 8] = [
     "expect",
     "x-forwarded-for",
     "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
     "forwarded",
+    "x-client-ip",
 ];
 
 /// Headers a `Connection` token may not remove: dropping them would change how
@@ -140,6 +145,7 @@ fn copy_headers(headers: &[Header], out: &mut BytesMut, keep: impl Fn(&Header) -
 }
 
 const XFF: &[u8] = b"X-Forwarded-For: ";
+const XRI: &[u8] = b"X-Real-IP: ";
 const XFP: &[u8] = b"X-Forwarded-Proto: https\r\n";
 const VERIFY: &[u8] = b"X-Client-Cert-Verify: ";
 /// Longest IP address text form (IPv4-mapped IPv6) plus CRLF.
@@ -156,6 +162,9 @@ fn upstream_capacity(req: &Request, ctx: &ForwardContext<'_>) -> usize {
         + headers_len
         + XFF.len()
         + IP_MAX
+        + XRI.len()
+        + IP_MAX
+        + 2
         + XFP.len()
         + ctx.cert_headers.len()
         + verify_len
@@ -204,6 +213,9 @@ pub fn write_upstream_head(req: &Request, ctx: &ForwardContext<'_>, out: &mut By
 
     out.put_slice(XFF);
     // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "{}", ctx.client_ip);
+    out.put_slice(b"\r\n");
+    out.put_slice(XRI);
     let _ = write!(out, "{}", ctx.client_ip);
     out.put_slice(b"\r\n");
     out.put_slice(XFP);
@@ -351,7 +363,7 @@ mod tests {
         assert_eq!(
             out,
             "GET /path?q=1 HTTP/1.1\r\nHost: api\r\nAccept: */*\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
     }
 
@@ -368,7 +380,7 @@ X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         assert_eq!(
             out,
             "POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 3\r\n\
-X-Forwarded-For: ::1\r\nX-Forwarded-Proto: https\r\n\
+X-Forwarded-For: ::1\r\nX-Real-IP: ::1\r\nX-Forwarded-Proto: https\r\n\
 X-Client-Cert: abc\r\nX-Client-Cert-Subject: CN=x\r\n\
 X-Client-Cert-Verify: FAILED:expired\r\n\r\n"
         );
@@ -396,7 +408,7 @@ X-Forwarded-Client-Cert: e\r\nx-forwarded-client-cert: f\r\nX-Other: keep\r\n\r\
         assert_eq!(
             out,
             "GET / HTTP/1.1\r\nHost: h\r\nX-Other: keep\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\
 X-Client-Cert: real\r\nX-Client-Cert-Verify: SUCCESS\r\n\r\n"
         );
     }
@@ -407,13 +419,14 @@ X-Client-Cert: real\r\nX-Client-Cert-Verify: SUCCESS\r\n\r\n"
             "PUT / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nKeep-Alive: 5\r\n\
 Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Sum\r\nUpgrade: websocket\r\n\
 Expect: 100-continue\r\nX-Forwarded-For: 6.6.6.6\r\nx-forwarded-proto: http\r\n\
-Forwarded: for=6.6.6.6\r\nContent-Length: 2\r\n\r\n",
+Forwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nx-forwarded-host: evil\r\n\
+X-Forwarded-Port: 1\r\nX-Client-IP: 6.6.6.6\r\nContent-Length: 2\r\n\r\n",
             &ctx(b"", None),
         );
         assert_eq!(
             out,
             "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
     }
 
@@ -427,7 +440,7 @@ Connection: X-Secret\r\nconnection: , X-DEBUG \r\n\r\n",
         assert_eq!(
             out,
             "GET / HTTP/1.1\r\nHost: h\r\nX-Keep: 2\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
     }
 
@@ -441,7 +454,7 @@ Connection: content-length, host, x-forwarded-for\r\n\r\n",
         assert_eq!(
             out,
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
         let out = upstream(
             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
@@ -460,7 +473,7 @@ Connection: Transfer-Encoding\r\n\r\n",
         assert_eq!(
             out,
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
         let out = upstream(
             "POST / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: , CHUNKED\r\n\r\n",
@@ -469,7 +482,7 @@ X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         assert_eq!(
             out,
             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
-X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
     }
 

@@ -81,10 +81,11 @@ enum Framing {
 }
 
 impl Framing {
-    fn new(kind: BodyKind) -> Framing {
+    fn new(kind: BodyKind, request: bool) -> Framing {
         match kind {
             BodyKind::None | BodyKind::ContentLength(0) => Framing::Done,
             BodyKind::ContentLength(n) => Framing::Length(n),
+            BodyKind::Chunked if request => Framing::Chunked(ChunkedTracker::for_request()),
             BodyKind::Chunked => Framing::Chunked(ChunkedTracker::new()),
             BodyKind::CloseDelimited => Framing::UntilClose,
         }
@@ -398,7 +399,7 @@ async fn exchange<S: Io>(
     w.stats.response(resp.status);
 
     // Response head plus the first body bytes in one TLS write.
-    let mut framing = Framing::new(resp.body);
+    let mut framing = Framing::new(resp.body, false);
     let mut out = BytesMut::with_capacity(1024 + rbuf.len());
     write_downstream_head_with(&resp, connection, &mut out);
     let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
@@ -455,7 +456,7 @@ async fn send_request<S: Io>(
     req: &Request,
     w: &Worker<S>,
 ) -> Result<(), Failure> {
-    let mut framing = Framing::new(req.body);
+    let mut framing = Framing::new(req.body, true);
     let mut pending = head.clone();
     // Only the first write can reveal a stale pooled connection; once part of
     // the request has gone out, a failure is the backend's.

@@ -73,6 +73,21 @@ fn header_safe(s: &str) -> String {
     out
 }
 
+/// An XFCC value in double quotes, `"` and `\\` escaped (Envoy's format).
+fn xfcc_quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An XFCC value, quoted when it holds a separator (`,` `;` `=` `"`), so a SAN
+/// cannot smuggle extra elements or keys.
+fn xfcc_value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"', '\\']) {
+        xfcc_quoted(v)
+    } else {
+        v.to_string()
+    }
+}
+
 fn name_rfc4514(name: &boring::x509::X509NameRef) -> String {
     let printed = name
         .print_ex(boring_sys::XN_FLAG_RFC2253)
@@ -120,16 +135,16 @@ impl ClientCertInfo {
         let sha1_hex = crate::trust::thumbprint::upper_hex(&digests.sha1);
         let sha256_hex = crate::trust::thumbprint::upper_hex(&digests.sha256);
         let mut xfcc = format!(
-            "Hash={};Cert=\"{}\";Subject=\"{}\"",
+            "Hash={};Cert=\"{}\";Subject={}",
             sha256_hex.to_ascii_lowercase(),
             escaped_pem,
-            subject.replace('\\', "\\\\").replace('"', "\\\""),
+            xfcc_quoted(&subject),
         );
         for u in &uris {
-            let _ = write!(xfcc, ";URI={u}");
+            let _ = write!(xfcc, ";URI={}", xfcc_value(u));
         }
         for d in &dns_names {
-            let _ = write!(xfcc, ";DNS={d}");
+            let _ = write!(xfcc, ";DNS={}", xfcc_value(d));
         }
 
         let mut block = String::with_capacity(escaped_pem.len() * 2 + 512);
@@ -184,5 +199,13 @@ mod tests {
     fn unix_time_of_asn1() {
         let t = Asn1Time::from_unix(1_700_000_000).unwrap();
         assert_eq!(unix_time(&t), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn xfcc_values_with_separators_are_quoted() {
+        assert_eq!(xfcc_value("spiffe://a/b"), "spiffe://a/b");
+        assert_eq!(xfcc_value("a;DNS=evil"), "\"a;DNS=evil\"");
+        assert_eq!(xfcc_value("x\",y"), "\"x\\\",y\"");
+        assert_eq!(xfcc_quoted("CN=a,O=b"), "\"CN=a,O=b\"");
     }
 }

@@ -1,7 +1,9 @@
 //! Everything that touches BoringSSL: contexts, the TLS-over-owned-buffers stream,
 //! client-certificate verification, ticket keys, and the PKI factory.
 //!
-//! This folder is the only home of `unsafe` (each block carries a `SAFETY:` note).
+//! Nearly all of certgate's `unsafe` is here, around BoringSSL calls the `boring`
+//! crate does not wrap (the one other block pins worker threads to CPUs); each
+//! block carries a `SAFETY:` note.
 
 pub mod certinfo;
 pub mod context;
