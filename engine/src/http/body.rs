@@ -136,9 +136,11 @@ impl ChunkedTracker {
     }
 
     fn name_is_cert_header(&self) -> bool {
-        self.name_len <= NAME_PREFIX
-            && std::str::from_utf8(&self.name[..self.name_len])
-                .is_ok_and(super::rewrite::is_cert_header)
+        if self.name_len > NAME_PREFIX {
+            // Only the `x-client-cert-*` family has names this long.
+            return self.name.starts_with(b"x-client-cert-");
+        }
+        std::str::from_utf8(&self.name[..self.name_len]).is_ok_and(super::rewrite::is_cert_header)
     }
 
     /// Whether the end of the body has been reached.
@@ -810,6 +812,7 @@ mod tests {
             "X-Client-Cert-Thumbprint",
             "x_client_cert",
             "X-Forwarded-Client-Cert",
+            "X-Client-Cert-A-Very-Long-Name-Well-Past-Forty-Characters",
         ] {
             let body = format!("3\r\nabc\r\n0\r\n{name}: AAAA\r\n\r\n");
             let err = ChunkedTracker::for_request().advance(body.as_bytes());

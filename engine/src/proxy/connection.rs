@@ -74,7 +74,7 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     if config.client_cert == ClientCertMode::Require && !matches!(verdict, Verdict::Verified(_)) {
         // Only a resumed session gets here: full handshakes were refused with an alert.
         debug!(%peer, verdict = verdict.label(), "resumed session no longer passes the policy");
-        conn.shutdown().await;
+        let _ = tokio::time::timeout(config.handshake_timeout, conn.shutdown()).await;
         account(&conn, w);
         return;
     }
