@@ -34,6 +34,9 @@ case "${1:-}" in
         # curl and openssl are driven by the integration tests.
         apt_install cmake libclang-dev curl openssl
         cargo test --workspace
+        # A few seconds of real load against the engine (loadgen smoke).
+        cargo build -p certgate -p certgate-loadgen
+        bash loadgen/scripts/smoke-certgate.sh
         ;;
     *)
         echo "usage: ./dev.sh run | test | prereqs" >&2
