@@ -20,7 +20,7 @@ use crate::http::{
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
-use crate::tls::stream::{TlsConn, RECORD};
+use crate::tls::stream::{TlsConn, RECORD, SMALL};
 use crate::tls::verify::{evaluate, Verdict};
 
 /// The body of the 403 answer to a request without a valid client certificate.
@@ -180,7 +180,9 @@ pub async fn serve_http<S: Io>(
     let ttl = config.verify_cache_ttl;
     let mut admission = Admission::new(verdict, generation, mode, ttl);
 
-    let mut buf = BytesMut::with_capacity(RECORD);
+    // Room is reserved once bytes arrive (see TlsConn::read), and given back
+    // whenever the connection waits idle between requests.
+    let mut buf = BytesMut::new();
     let mut first = true;
     loop {
         let req = match read_request(conn, &mut buf, first, w).await {
@@ -278,10 +280,14 @@ async fn read_request<S: Io>(
         if buf.is_empty() && !first && w.shutting_down() {
             return Ok(None);
         }
-        if buf.capacity() - buf.len() < RECORD / 2 {
+        let idle = buf.is_empty();
+        if idle {
+            if buf.capacity() > SMALL {
+                *buf = BytesMut::new();
+            }
+        } else if buf.capacity() - buf.len() < RECORD / 2 {
             buf.reserve(RECORD);
         }
-        let idle = buf.is_empty();
         let interruptible = idle && !first;
         let now = tokio::time::Instant::now();
         let deadline = match head_deadline {

@@ -17,6 +17,10 @@ use crate::runtime::io::Io;
 /// One TLS record plus header room: the natural unit of a socket read.
 pub const RECORD: usize = 17 * 1024;
 
+/// The buffer an idle connection waits with: enough for a request or a
+/// handshake flight. A read that fills it is followed by record-sized ones.
+pub const SMALL: usize = 4 * 1024;
+
 /// In-memory ciphertext, both directions.
 #[derive(Default)]
 pub struct Ciphertext {
@@ -63,6 +67,8 @@ pub struct TlsConn<S> {
     tls: SslStream<Ciphertext>,
     sock: S,
     eof: bool,
+    /// The last socket read filled its buffer: more is likely coming, read big.
+    streaming: bool,
     /// Ciphertext moved so far.
     pub traffic: Traffic,
 }
@@ -85,6 +91,7 @@ impl<S: Io> TlsConn<S> {
             tls,
             sock,
             eof: false,
+            streaming: false,
             traffic: Traffic::default(),
         })
     }
@@ -99,6 +106,16 @@ impl<S: Io> TlsConn<S> {
         &self.sock
     }
 
+    /// Whether BoringSSL holds received bytes not yet returned (decrypted
+    /// plaintext, or buffered records not yet processed).
+    fn has_pending(&self) -> bool {
+        // SAFETY: the SSL pointer is valid for the lifetime of `self.tls`;
+        // SSL_has_pending only reads its buffers' state.
+        unsafe {
+            boring_sys::SSL_has_pending(foreign_types::ForeignTypeRef::as_ptr(self.tls.ssl())) == 1
+        }
+    }
+
     /// Write out everything BoringSSL has produced.
     pub async fn flush(&mut self) -> io::Result<()> {
         let out = std::mem::take(&mut self.tls.get_mut().outgoing);
@@ -109,6 +126,10 @@ impl<S: Io> TlsConn<S> {
         let len = out.len() as u64;
         let (res, mut out) = self.sock.write_all(out).await;
         out.clear();
+        // Do not keep a large buffer on a connection that may now sit idle.
+        if out.capacity() > 2 * SMALL {
+            out = BytesMut::new();
+        }
         self.tls.get_mut().outgoing = out;
         res?;
         self.traffic.sent += len;
@@ -121,9 +142,17 @@ impl<S: Io> TlsConn<S> {
             return Ok(false);
         }
         let mut inc = std::mem::take(&mut self.tls.get_mut().incoming);
-        if inc.capacity() - inc.len() < RECORD / 2 {
-            inc.reserve(RECORD);
+        if self.streaming {
+            if inc.capacity() - inc.len() < RECORD / 2 {
+                inc.reserve(RECORD);
+            }
+        } else if inc.is_empty() && inc.capacity() > SMALL {
+            // Waiting for a connection that went quiet: hold a small buffer only.
+            inc = BytesMut::with_capacity(SMALL);
+        } else if inc.capacity() - inc.len() < SMALL / 2 {
+            inc.reserve(SMALL);
         }
+        let room = inc.capacity() - inc.len();
         let (res, inc) = self.sock.read(inc).await;
         self.tls.get_mut().incoming = inc;
         match res? {
@@ -132,6 +161,7 @@ impl<S: Io> TlsConn<S> {
                 Ok(false)
             }
             n => {
+                self.streaming = n == room;
                 self.traffic.received += n as u64;
                 Ok(true)
             }
@@ -159,11 +189,22 @@ impl<S: Io> TlsConn<S> {
     }
 
     /// Decrypt into the spare capacity of `dst` (reserve first). `Ok(0)` at close_notify or end of stream.
+    ///
+    /// No room is reserved in `dst` until ciphertext has arrived, so a
+    /// connection waiting for its next request holds no plaintext buffer.
     pub async fn read(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
-        if dst.capacity() == dst.len() {
-            dst.reserve(RECORD);
-        }
+        let mut need_input = self.tls.get_ref().incoming.is_empty() && !self.has_pending();
         loop {
+            if need_input {
+                // Post-handshake messages (tickets, alerts) may be waiting to go out.
+                self.flush().await?;
+                if !self.fill().await? {
+                    return Ok(0);
+                }
+            }
+            if dst.capacity() == dst.len() {
+                dst.reserve(RECORD);
+            }
             let spare = dst.spare_capacity_mut();
             match self.tls.ssl_read_uninit(spare) {
                 Ok(n) => {
@@ -172,13 +213,9 @@ impl<S: Io> TlsConn<S> {
                     return Ok(n);
                 }
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
-                Err(e) if e.code() == ErrorCode::WANT_READ => {
-                    // Post-handshake messages (tickets, alerts) may be waiting to go out.
-                    self.flush().await?;
-                    if !self.fill().await? {
-                        return Ok(0);
-                    }
-                }
+                // BoringSSL drained `incoming` without a whole record: the
+                // top of the loop reads more.
+                Err(e) if e.code() == ErrorCode::WANT_READ => need_input = true,
                 Err(e) => {
                     let _ = self.flush().await;
                     return Err(ssl_err(e));
