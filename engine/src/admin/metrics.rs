@@ -71,7 +71,9 @@ const HANDSHAKE_FAILURES: [&str; 3] = ["timeout", "error", "closed"];
 
 /// Verdict labels: success, none, then every failure reason.
 pub const VERDICTS: [&str; 2 + Reason::ALL.len()] = {
-    let mut out = ["success", "none", "", "", "", "", "", "", "", ""];
+    let mut out = [""; 2 + Reason::ALL.len()];
+    out[0] = "success";
+    out[1] = "none";
     let mut i = 0;
     while i < Reason::ALL.len() {
         out[2 + i] = Reason::ALL[i].as_str();

@@ -44,13 +44,20 @@ pub enum Reason {
     ChainTooLong,
     /// Trusted, but its thumbprint is not in the allowlist.
     NotAllowlisted,
+    /// On its issuer's CRL.
+    Revoked,
+    /// Its issuer's CRL was never obtained, or is stale past its grace
+    /// period, and `CERTGATE_CRL_MISSING=deny`.
+    RevocationUnknown,
+    /// The policy lists identities and the certificate matches none of them.
+    IdentityMismatch,
     /// Any other verification failure (bad signature, malformed certificate).
     Invalid,
 }
 
 impl Reason {
     /// Every reason, in metrics order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Untrusted,
         Reason::Expired,
         Reason::NotYetValid,
@@ -58,6 +65,9 @@ impl Reason {
         Reason::BadUsage,
         Reason::ChainTooLong,
         Reason::NotAllowlisted,
+        Reason::Revoked,
+        Reason::RevocationUnknown,
+        Reason::IdentityMismatch,
         Reason::Invalid,
     ];
 
@@ -71,6 +81,9 @@ impl Reason {
             Reason::BadUsage => "bad_usage",
             Reason::ChainTooLong => "chain_too_long",
             Reason::NotAllowlisted => "not_allowlisted",
+            Reason::Revoked => "revoked",
+            Reason::RevocationUnknown => "revocation_unknown",
+            Reason::IdentityMismatch => "identity_mismatch",
             Reason::Invalid => "invalid",
         }
     }
@@ -103,7 +116,11 @@ impl Reason {
         match self {
             Reason::Expired | Reason::NotYetValid => SslAlert::CERTIFICATE_EXPIRED,
             Reason::Untrusted | Reason::SelfSigned | Reason::ChainTooLong => SslAlert::UNKNOWN_CA,
-            Reason::BadUsage | Reason::NotAllowlisted => SslAlert::ACCESS_DENIED,
+            Reason::BadUsage | Reason::NotAllowlisted | Reason::IdentityMismatch => {
+                SslAlert::ACCESS_DENIED
+            }
+            Reason::Revoked => SslAlert::CERTIFICATE_REVOKED,
+            Reason::RevocationUnknown => SslAlert::CERTIFICATE_UNKNOWN,
             Reason::Invalid => SslAlert::BAD_CERTIFICATE,
         }
     }
