@@ -171,12 +171,11 @@ pub fn engine_trust(chain: &Chain) -> Arc<Trust> {
     .map(|(k, v)| (k.to_owned(), v));
     let config = certgate::config::Config::from_vars(vars).expect("bench config");
     let files = config.tls.clone().expect("TLS files configured");
-    let sources = certgate::tls::context::SnapshotSources {
-        cert: files.cert,
-        key: files.key,
-        client_ca: files.client_ca,
-        thumbprints: files.thumbprints,
-    };
+    let sources = certgate::tls::context::SnapshotSources::single_host(
+        &files,
+        config.client_cert,
+        "127.0.0.1:9".parse().expect("address"),
+    );
     let tickets = certgate::tls::tickets::TicketKeys::new();
     let snapshot =
         certgate::tls::context::build_snapshot(&config, &sources, 1, &tickets).expect("snapshot");

@@ -60,35 +60,31 @@ fn start_err(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 
 /// Run until SIGTERM/SIGINT and a drain.
 pub fn run(mut config: Config) -> Result<(), StartError> {
+    // The built-in echo backend (development default) is started first: hosts name its address.
+    let backend_addr = match &config.backend {
+        Backend::Http { addr, .. } => *addr,
+        Backend::Echo => crate::admin::echo::start().map_err(start_err("echo backend"))?,
+    };
     let mut dev = None;
-    let sources = match &config.tls {
-        Some(files) => SnapshotSources {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            client_ca: files.client_ca.clone(),
-            thumbprints: files.thumbprints.clone(),
-        },
+    let files = match &config.tls {
+        Some(files) => files.clone(),
         None => {
             let d = pki::ensure_dev_pki(&config.state_dir)?;
-            let s = SnapshotSources {
+            let files = crate::config::TlsFiles {
                 cert: d.server_cert.clone(),
                 key: d.server_key.clone(),
                 client_ca: Some(d.ca_cert.clone()),
                 thumbprints: None,
             };
             dev = Some(d);
-            s
+            files
         }
     };
+    let sources = SnapshotSources::single_host(&files, config.client_cert, backend_addr);
 
     let tickets = TicketKeys::new();
     let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
     let (io, why) = choose_backend(&config)?;
-
-    let backend_addr = match &config.backend {
-        Backend::Http { addr, .. } => *addr,
-        Backend::Echo => crate::admin::echo::start().map_err(start_err("echo backend"))?,
-    };
 
     let listeners = crate::listener::bind_all(config.listen, config.workers, config.backlog)
         .map_err(|source| StartError::Bind {

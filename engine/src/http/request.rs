@@ -47,6 +47,34 @@ impl Request {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| &h.value[..])
     }
+
+    /// The host names this request addresses, normalised (see [`normalise_host`]):
+    /// the Host header's, and an absolute-form target's authority. Both must
+    /// belong to the connection's host.
+    pub fn authorities(&self) -> [Option<String>; 2] {
+        let target = self
+            .target
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .map(|authority| authority.rsplit('@').next().unwrap_or(""))
+            .map(normalise_host);
+        [self.host.as_deref().map(normalise_host), target]
+    }
+}
+
+/// `uri-host [ ":" port ]` → the host in lower case without the port or a
+/// trailing dot: `API.Example.com.:443` → `api.example.com`, `[::1]:8443` → `[::1]`.
+pub fn normalise_host(authority: &str) -> String {
+    let host = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        }
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.to_ascii_lowercase()
 }
 
 /// Parses the request head at the start of `buf`.
@@ -273,6 +301,32 @@ mod tests {
                 parse(raw)
             );
         }
+    }
+
+    #[test]
+    fn authorities_are_normalised() {
+        for (raw, host) in [
+            ("api.example.com", "api.example.com"),
+            ("API.Example.COM.:443", "api.example.com"),
+            ("api.example.com.", "api.example.com"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:8443", "127.0.0.1"),
+        ] {
+            assert_eq!(normalise_host(raw), host, "{raw}");
+        }
+        let (req, _) = complete(
+            b"GET https://User@Other.Example:8443/x?y HTTP/1.1\r\nHost: API.example.com.\r\n\r\n",
+        );
+        assert_eq!(
+            req.authorities(),
+            [
+                Some("api.example.com".to_owned()),
+                Some("other.example".to_owned())
+            ]
+        );
+        let (req, _) = complete(b"GET /x HTTP/1.1\r\nHost: a.example:1\r\n\r\n");
+        assert_eq!(req.authorities(), [Some("a.example".to_owned()), None]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::admin::metrics::HandshakeFailure;
 use crate::config::ClientCertMode;
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
-use crate::tls::context::verdict_index;
+use crate::tls::context::{connection_host, verdict_index};
 use crate::tls::stream::TlsConn;
 use crate::tls::verify::{evaluate, Verdict};
 
@@ -18,7 +18,7 @@ use crate::tls::verify::{evaluate, Verdict};
 pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     let config = &w.shared.config;
     let snapshot = w.shared.snapshot.load_full();
-    let ssl = match Ssl::new(&snapshot.ssl_ctx) {
+    let ssl = match Ssl::new(snapshot.initial_ctx()) {
         Ok(ssl) => ssl,
         Err(e) => {
             debug!("cannot create TLS state: {e}");
@@ -55,10 +55,14 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         w.stats.resumptions.inc();
     }
 
+    // The host its SNI name selected (the default host without one).
+    let host = connection_host(conn.ssl(), &snapshot);
+    let mode = snapshot.hosts[host].mode;
+
     // The verdict: from the verify callback of this full handshake, or — for a
     // resumed session, whose certificate BoringSSL does not verify again —
     // evaluated now against the snapshot in force.
-    let (verdict, generation) = match config.client_cert {
+    let (verdict, generation) = match mode {
         ClientCertMode::Off => (Verdict::NoCertificate, snapshot.generation),
         _ => match conn.ssl().ex_data(verdict_index()) {
             Some(v) if !conn.ssl().session_reused() => (v.clone(), snapshot.generation),
@@ -68,10 +72,10 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
             }
         },
     };
-    if config.client_cert != ClientCertMode::Off {
+    if mode != ClientCertMode::Off {
         w.stats.verdict(verdict.label());
     }
-    if config.client_cert == ClientCertMode::Require && !matches!(verdict, Verdict::Verified(_)) {
+    if mode == ClientCertMode::Require && !matches!(verdict, Verdict::Verified(_)) {
         // Only a resumed session gets here: full handshakes were refused with an alert.
         debug!(%peer, verdict = verdict.label(), "resumed session no longer passes the policy");
         let _ = tokio::time::timeout(config.handshake_timeout, conn.shutdown()).await;
@@ -79,7 +83,14 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         return;
     }
 
-    super::forward::serve_http(&mut conn, peer, &verdict, generation, w).await;
+    // A reload between the handshake and now may have renumbered the hosts:
+    // the connection's host is found again by its SNI name when it does.
+    let host = super::forward::ConnHost {
+        generation: snapshot.generation,
+        index: host,
+    };
+    drop(snapshot);
+    super::forward::serve_http(&mut conn, peer, &verdict, generation, host, mode, w).await;
     account(&conn, w);
 }
 

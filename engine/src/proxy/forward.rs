@@ -20,6 +20,7 @@ use crate::http::{
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
+use crate::tls::context::Snapshot;
 use crate::tls::stream::{TlsConn, RECORD, SMALL};
 use crate::tls::verify::{evaluate, Verdict};
 
@@ -65,6 +66,7 @@ fn status_message(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         403 => INVALID_CERT_MESSAGE,
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         504 => "Gateway Timeout",
@@ -162,6 +164,44 @@ impl Admission {
     }
 }
 
+/// The host a connection belongs to, as an index into one snapshot's hosts.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnHost {
+    /// The snapshot generation `index` refers to.
+    pub generation: u64,
+    /// The host's index in that snapshot.
+    pub index: usize,
+}
+
+impl ConnHost {
+    /// The connection's host in `snapshot`: the same index while the snapshot
+    /// is the same, else found again by the connection's SNI name.
+    fn refresh(&mut self, snapshot: &Snapshot, ssl: &boring::ssl::SslRef) {
+        if self.generation != snapshot.generation {
+            self.index = snapshot
+                .names
+                .select(ssl.servername(boring::ssl::NameType::HOST_NAME));
+            self.generation = snapshot.generation;
+        }
+    }
+}
+
+/// True when every name the request addresses selects the connection's host.
+///
+/// A connection whose SNI selected host A cannot reach host B by naming B in
+/// `Host` or in an absolute-form target (RFC 9110 §15.5.20: 421). Connections
+/// without SNI, or with an unknown name, belong to the default host and can
+/// only reach it.
+fn addressed_to(req: &Request, snapshot: &Snapshot, host: usize) -> bool {
+    if snapshot.hosts.len() == 1 {
+        return true;
+    }
+    req.authorities()
+        .iter()
+        .flatten()
+        .all(|name| snapshot.names.select(Some(name)) == host)
+}
+
 /// Serve HTTP requests on an established TLS connection.
 ///
 /// `verdict` was reached under snapshot `generation`. Before each request the
@@ -173,10 +213,11 @@ pub async fn serve_http<S: Io>(
     peer: SocketAddr,
     verdict: &Verdict,
     generation: u64,
+    mut host: ConnHost,
+    mut mode: ClientCertMode,
     w: &Rc<Worker<S>>,
 ) {
     let config = &w.shared.config;
-    let mode = config.client_cert;
     let ttl = config.verify_cache_ttl;
     let mut admission = Admission::new(verdict, generation, mode, ttl);
 
@@ -191,14 +232,21 @@ pub async fn serve_http<S: Io>(
             Err(failure) => return fail(conn, failure, w).await,
         };
         first = false;
-        if mode != ClientCertMode::Off {
-            let snapshot = w.shared.snapshot.load();
-            if snapshot.generation != admission.generation || Instant::now() >= admission.recheck_at
-            {
-                let verdict = evaluate(&snapshot.trust, conn.ssl());
-                admission = Admission::new(&verdict, snapshot.generation, mode, ttl);
-            }
+        let snapshot = w.shared.snapshot.load();
+        host.refresh(&snapshot, conn.ssl());
+        if !addressed_to(&req, &snapshot, host.index) {
+            return fail(conn, Failure::Answer(421, "Misdirected Request"), w).await;
         }
+        let backend = snapshot.hosts[host.index].backend;
+        if snapshot.generation != admission.generation || Instant::now() >= admission.recheck_at {
+            mode = snapshot.hosts[host.index].mode;
+            let verdict = match mode {
+                ClientCertMode::Off => Verdict::NoCertificate,
+                _ => evaluate(&snapshot.trust, conn.ssl()),
+            };
+            admission = Admission::new(&verdict, snapshot.generation, mode, ttl);
+        }
+        drop(snapshot);
         if !admission.allowed {
             // Never forwarded: the backend does not see requests without the policy's yes.
             return fail(conn, Failure::Answer(403, INVALID_CERT_MESSAGE), w).await;
@@ -208,7 +256,7 @@ pub async fn serve_http<S: Io>(
             cert_headers: &admission.cert_headers,
             verify: admission.verify_header.as_deref(),
         };
-        let result = exchange(conn, &mut buf, &req, &ctx, w).await;
+        let result = exchange(conn, &mut buf, &req, &ctx, backend, w).await;
         w.stats
             .bytes_received
             .add(std::mem::take(&mut conn.traffic.received));
@@ -310,9 +358,10 @@ async fn read_request<S: Io>(
 }
 
 /// A backend connection and whether it came from the pool.
-async fn checkout<S: Io>(w: &Worker<S>) -> Result<(S, bool), Failure> {
+async fn checkout<S: Io>(w: &Worker<S>, backend: SocketAddr) -> Result<(S, bool), Failure> {
     {
-        let mut pool = w.pool.borrow_mut();
+        let mut pools = w.pool.borrow_mut();
+        let pool = pools.of(backend);
         if let Some((up, since)) = pool.pop() {
             if since.elapsed() < POOL_IDLE {
                 return Ok((up, true));
@@ -322,7 +371,7 @@ async fn checkout<S: Io>(w: &Worker<S>) -> Result<(S, bool), Failure> {
         }
     }
     let config = &w.shared.config;
-    match tokio::time::timeout(config.backend_timeout, S::connect(w.shared.backend_addr)).await {
+    match tokio::time::timeout(config.backend_timeout, S::connect(backend)).await {
         Ok(Ok(up)) => Ok((up, false)),
         Ok(Err(e)) => {
             debug!("backend connect failed: {e}");
@@ -360,6 +409,7 @@ async fn exchange<S: Io>(
     buf: &mut BytesMut,
     req: &Request,
     ctx: &ForwardContext<'_>,
+    backend: SocketAddr,
     w: &Worker<S>,
 ) -> Result<bool, Failure> {
     let config = &w.shared.config;
@@ -377,7 +427,7 @@ async fn exchange<S: Io>(
     // (it failed before a single response byte arrived).
     let mut retry = req.body == BodyKind::None && idempotent(&req.method);
     let (up, mut rbuf, resp) = loop {
-        let (up, reused) = checkout(w).await?;
+        let (up, reused) = checkout(w, backend).await?;
         let sent = send_request(conn, buf, &up, &head, reused, req, w).await;
         let outcome = match sent {
             Ok(()) => read_response_head(&up, reused, req, w).await,
@@ -444,7 +494,8 @@ async fn exchange<S: Io>(
     }
 
     if resp.keep_alive && rbuf.is_empty() && resp.body != BodyKind::CloseDelimited {
-        let mut pool = w.pool.borrow_mut();
+        let mut pools = w.pool.borrow_mut();
+        let pool = pools.of(backend);
         if pool.len() < config.backend_pool {
             pool.push((up, Instant::now()));
         }

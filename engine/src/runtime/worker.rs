@@ -14,6 +14,37 @@ use super::{IoBackend, Shared};
 use crate::admin::metrics::WorkerStats;
 use crate::tls::verify::WorkerVerifier;
 
+/// Idle keep-alive backend connections, per backend address (newest last).
+/// Hosts are few, so a short list scanned linearly beats hashing.
+pub struct BackendPools<S> {
+    pools: Vec<(std::net::SocketAddr, Vec<(S, std::time::Instant)>)>,
+}
+
+impl<S> Default for BackendPools<S> {
+    fn default() -> Self {
+        BackendPools { pools: Vec::new() }
+    }
+}
+
+impl<S> BackendPools<S> {
+    /// The idle connections to `backend`.
+    pub fn of(&mut self, backend: std::net::SocketAddr) -> &mut Vec<(S, std::time::Instant)> {
+        let i = match self.pools.iter().position(|(a, _)| *a == backend) {
+            Some(i) => i,
+            None => {
+                self.pools.push((backend, Vec::new()));
+                self.pools.len() - 1
+            }
+        };
+        &mut self.pools[i].1
+    }
+
+    /// Drop every idle connection.
+    pub fn clear(&mut self) {
+        self.pools.clear();
+    }
+}
+
 /// A worker's state, owned by its thread (`Rc`, never shared).
 pub struct Worker<S> {
     /// Worker index.
@@ -27,7 +58,7 @@ pub struct Worker<S> {
     /// Flips to true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Idle keep-alive connections to the backend, newest last, with the time each was returned.
-    pub pool: RefCell<Vec<(S, std::time::Instant)>>,
+    pub pool: RefCell<BackendPools<S>>,
 }
 
 impl<S> Worker<S> {
@@ -109,7 +140,7 @@ fn new_worker<S>(
         stats,
         active: Cell::new(0),
         shutdown,
-        pool: RefCell::new(Vec::new()),
+        pool: RefCell::new(BackendPools::default()),
     })
 }
 

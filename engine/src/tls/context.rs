@@ -3,6 +3,7 @@
 //! A snapshot is immutable. Reloading builds a new one from the files and
 //! publishes it; a build that fails leaves the old one in force.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -34,8 +35,8 @@ pub enum TlsError {
     /// A file could not be read.
     #[error("{var}: cannot read {path}: {source}")]
     Read {
-        /// The variable naming the file.
-        var: &'static str,
+        /// What names the file: a variable, or a configuration file's line and key.
+        var: String,
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -44,8 +45,8 @@ pub enum TlsError {
     /// A file's content is not what it should be.
     #[error("{var}: {path}: {problem}")]
     Content {
-        /// The variable naming the file.
-        var: &'static str,
+        /// What names the file: a variable, or a configuration file's line and key.
+        var: String,
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -54,13 +55,16 @@ pub enum TlsError {
     /// The private key is not the certificate's.
     #[error("{key_var}: the key in {key} does not match the certificate in {cert}")]
     KeyMismatch {
-        /// Variable naming the key.
-        key_var: &'static str,
+        /// What names the key.
+        key_var: String,
         /// Certificate file.
         cert: PathBuf,
         /// Key file.
         key: PathBuf,
     },
+    /// The host list is inconsistent.
+    #[error("hosts: {0}")]
+    Hosts(String),
     /// The thumbprint allowlist is invalid.
     #[error("CERTGATE_THUMBPRINTS: {0}")]
     Allowlist(#[from] AllowlistError),
@@ -78,40 +82,156 @@ fn setup(what: &'static str) -> impl FnOnce(boring::error::ErrorStack) -> TlsErr
     move |source| TlsError::Setup { what, source }
 }
 
+/// One virtual host: the server certificate it presents, how it asks for
+/// client certificates, and where its requests go.
+pub struct HostCtx {
+    /// Its first name (logs, metrics); `*` for the catch-all host of the single-host setup.
+    pub name: String,
+    /// Its context: certificate, and a session-ID context scoped to this host and its policy.
+    pub ssl_ctx: SslContext,
+    /// Client-certificate mode.
+    pub mode: ClientCertMode,
+    /// The backend its requests go to.
+    pub backend: SocketAddr,
+}
+
 /// Everything a handshake needs, published to the workers as one unit.
 pub struct Snapshot {
     /// Generation number (1 at start, +1 per successful reload).
     pub generation: u64,
-    /// The server context (certificate, versions, ciphers, callbacks).
-    pub ssl_ctx: SslContext,
-    /// Client-certificate trust.
+    /// Client-certificate trust (shared by every host).
     pub trust: Arc<Trust>,
+    /// The hosts; a connection starts on the default one and moves to the one its SNI names.
+    pub hosts: Vec<HostCtx>,
+    /// SNI name → host.
+    pub names: Arc<HostNames>,
+    /// Every host's context, in host order. Only held: the SNI callbacks
+    /// reach it through weak references, valid while this snapshot lives.
+    #[allow(dead_code)]
+    contexts: Arc<OnceLock<Vec<SslContext>>>,
+}
+
+impl Snapshot {
+    /// The host serving connections with no or an unknown SNI name.
+    pub fn default_host(&self) -> &HostCtx {
+        &self.hosts[self.names.default]
+    }
+
+    /// The context a new connection starts with (the default host's; the SNI
+    /// callback moves it to its host's).
+    pub fn initial_ctx(&self) -> &SslContext {
+        &self.default_host().ssl_ctx
+    }
+}
+
+/// Which host a name selects: exact names, then `*.` wildcards (one label), else the default.
+#[derive(Default)]
+pub struct HostNames {
+    exact: std::collections::HashMap<String, usize>,
+    wildcard: std::collections::HashMap<String, usize>,
+    /// The default host's index.
+    pub default: usize,
+}
+
+impl HostNames {
+    /// The host for `name` (an SNI name or a request's normalised authority).
+    pub fn select(&self, name: Option<&str>) -> usize {
+        let Some(name) = name else {
+            return self.default;
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if let Some(&i) = self.exact.get(&name) {
+            return i;
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(&i) = self.wildcard.get(parent) {
+                return i;
+            }
+        }
+        self.default
+    }
+}
+
+/// How one host is built.
+#[derive(Clone, Debug)]
+pub struct HostPlan {
+    /// SNI names (`*.example.com` wildcards allowed); empty for a catch-all host.
+    pub names: Vec<String>,
+    /// Serves connections with no or an unknown SNI name.
+    pub default: bool,
+    /// Server chain PEM.
+    pub cert: PathBuf,
+    /// Server key PEM.
+    pub key: PathBuf,
+    /// What names the certificate in errors (a variable, or `file:line: key`).
+    pub cert_origin: String,
+    /// What names the key in errors.
+    pub key_origin: String,
+    /// Client-certificate mode.
+    pub mode: ClientCertMode,
+    /// Where requests go.
+    pub backend: SocketAddr,
 }
 
 /// The files a snapshot is built from.
 #[derive(Clone, Debug)]
 pub struct SnapshotSources {
-    /// Server chain PEM.
-    pub cert: PathBuf,
-    /// Server key PEM.
-    pub key: PathBuf,
+    /// The hosts (at least one).
+    pub hosts: Vec<HostPlan>,
     /// Client CA bundle.
     pub client_ca: Option<PathBuf>,
     /// Allowlist.
     pub thumbprints: Option<PathBuf>,
 }
 
-fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+impl SnapshotSources {
+    /// The single-host setup from the environment: one catch-all host.
+    pub fn single_host(
+        files: &crate::config::TlsFiles,
+        mode: ClientCertMode,
+        backend: SocketAddr,
+    ) -> SnapshotSources {
+        SnapshotSources {
+            hosts: vec![HostPlan {
+                names: Vec::new(),
+                default: true,
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                cert_origin: crate::config::TLS_CERT.into(),
+                key_origin: crate::config::TLS_KEY.into(),
+                mode,
+                backend,
+            }],
+            client_ca: files.client_ca.clone(),
+            thumbprints: files.thumbprints.clone(),
+        }
+    }
+}
+
+/// Index of the host a connection's SNI selected (absent: the default host).
+pub fn host_index() -> boring::ex_data::Index<Ssl, usize> {
+    static INDEX: OnceLock<boring::ex_data::Index<Ssl, usize>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("BoringSSL ex_data index"))
+}
+
+/// The host a connection is on.
+pub fn connection_host(ssl: &boring::ssl::SslRef, snapshot: &Snapshot) -> usize {
+    ssl.ex_data(host_index())
+        .copied()
+        .unwrap_or(snapshot.names.default)
+}
+
+fn read(var: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
-        var,
+        var: var.to_owned(),
         path: path.to_owned(),
         source,
     })
 }
 
-fn content(var: &'static str, path: &Path, problem: impl Into<String>) -> TlsError {
+fn content(var: &str, path: &Path, problem: impl Into<String>) -> TlsError {
     TlsError::Content {
-        var,
+        var: var.to_owned(),
         path: path.to_owned(),
         problem: problem.into(),
     }
@@ -123,7 +243,7 @@ pub fn verdict_index() -> boring::ex_data::Index<Ssl, Verdict> {
     *INDEX.get_or_init(|| Ssl::new_ex_index().expect("BoringSSL ex_data index"))
 }
 
-fn load_certs(var: &'static str, path: &Path) -> Result<Vec<X509>, TlsError> {
+fn load_certs(var: &str, path: &Path) -> Result<Vec<X509>, TlsError> {
     let pem = read(var, path)?;
     let certs = X509::stack_from_pem(&pem)
         .map_err(|e| content(var, path, format!("not a PEM certificate bundle: {e}")))?;
@@ -174,23 +294,56 @@ fn build_trust(config: &Config, src: &SnapshotSources, generation: u64) -> Resul
     };
     Ok(Trust {
         generation,
-        mode: config.client_cert,
         store,
         bundle,
         allowlist,
     })
 }
 
-/// Build a snapshot from its files.
-pub fn build_snapshot(
-    config: &Config,
-    src: &SnapshotSources,
-    generation: u64,
-    tickets: &Arc<TicketKeys>,
-) -> Result<Snapshot, TlsError> {
-    use crate::config::{CLIENT_CA, TLS_CERT, TLS_KEY};
-    let trust = Arc::new(build_trust(config, src, generation)?);
+fn verify_mode(mode: ClientCertMode) -> SslVerifyMode {
+    match mode {
+        ClientCertMode::Off => SslVerifyMode::NONE,
+        ClientCertMode::Require => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        ClientCertMode::Optional | ClientCertMode::Request => SslVerifyMode::PEER,
+    }
+}
 
+/// The CA names sent in the CertificateRequest.
+fn ca_names(src: &SnapshotSources) -> Result<Option<Stack<X509Name>>, TlsError> {
+    use crate::config::CLIENT_CA;
+    let Some(path) = &src.client_ca else {
+        return Ok(None);
+    };
+    let mut names = Stack::new().map_err(setup("CA names"))?;
+    for cert in load_certs(CLIENT_CA, path)? {
+        let name = cert
+            .subject_name()
+            .to_der()
+            .and_then(|der| X509Name::from_der(&der))
+            .map_err(setup("CA names"))?;
+        names.push(name).map_err(setup("CA names"))?;
+    }
+    Ok(Some(names))
+}
+
+/// What the shared verify callback needs: the trust, and each host's mode.
+struct VerifyPlan {
+    trust: Arc<Trust>,
+    modes: Vec<ClientCertMode>,
+    default: usize,
+}
+
+/// The context of one host. Every host's context carries the same SNI and
+/// verify callbacks; the session-ID context is the host's own.
+fn build_host(
+    plan: &HostPlan,
+    index: usize,
+    src: &SnapshotSources,
+    verify: &Arc<VerifyPlan>,
+    names: &Arc<HostNames>,
+    contexts: &Arc<OnceLock<Vec<SslContext>>>,
+    tickets: &Arc<TicketKeys>,
+) -> Result<SslContext, TlsError> {
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(setup("context"))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup("min version"))?;
@@ -203,10 +356,15 @@ pub fn build_snapshot(
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
 
     // Server certificate chain and key.
-    let chain = load_certs(TLS_CERT, &src.cert)?;
-    let key_pem = read(TLS_KEY, &src.key)?;
-    let key = PKey::private_key_from_pem(&key_pem)
-        .map_err(|e| content(TLS_KEY, &src.key, format!("not a PEM private key: {e}")))?;
+    let chain = load_certs(&plan.cert_origin, &plan.cert)?;
+    let key_pem = read(&plan.key_origin, &plan.key)?;
+    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| {
+        content(
+            &plan.key_origin,
+            &plan.key,
+            format!("not a PEM private key: {e}"),
+        )
+    })?;
     let mut chain = chain.into_iter();
     let leaf = chain.next().expect("load_certs returns at least one");
     b.set_certificate(&leaf).map_err(setup("certificate"))?;
@@ -214,9 +372,9 @@ pub fn build_snapshot(
         b.add_extra_chain_cert(extra).map_err(setup("chain"))?;
     }
     let mismatch = || TlsError::KeyMismatch {
-        key_var: TLS_KEY,
-        cert: src.cert.clone(),
-        key: src.key.clone(),
+        key_var: plan.key_origin.clone(),
+        cert: plan.cert.clone(),
+        key: plan.key.clone(),
     };
     b.set_private_key(&key).map_err(|_| mismatch())?;
     b.check_private_key().map_err(|_| mismatch())?;
@@ -226,54 +384,138 @@ pub fn build_snapshot(
         boring::ssl::select_next_proto(b"\x08http/1.1", client).ok_or(AlpnError::NOACK)
     });
 
-    // Session tickets: our rotating keys; the session-id context ties a session
-    // to this service and client-certificate mode.
+    // Session tickets: our rotating keys (BoringSSL uses the initial context's,
+    // shared by all hosts). The session-ID context scopes a session to this
+    // host and its client-certificate policy: a ticket issued under one SNI
+    // name, or under another mode, does not resume here.
     tickets.install(&mut b);
-    let sid_ctx = boring::hash::hash(
-        boring::hash::MessageDigest::sha256(),
-        format!("certgate:{}", config.client_cert.as_str()).as_bytes(),
-    )
-    .map_err(setup("session id context"))?;
+    let scope = format!(
+        "certgate\0host={}\0names={}\0mode={}",
+        index,
+        plan.names.join(","),
+        plan.mode.as_str()
+    );
+    let sid_ctx = boring::hash::hash(boring::hash::MessageDigest::sha256(), scope.as_bytes())
+        .map_err(setup("session id context"))?;
     b.set_session_id_context(&sid_ctx[..32])
         .map_err(setup("session id context"))?;
 
-    // Client certificate: asked for in the first handshake, never later.
-    if config.client_cert != ClientCertMode::Off {
-        if let Some(path) = &src.client_ca {
-            let mut names = Stack::new().map_err(setup("CA names"))?;
-            for cert in load_certs(CLIENT_CA, path)? {
-                let name = cert
-                    .subject_name()
-                    .to_der()
-                    .and_then(|der| X509Name::from_der(&der))
-                    .map_err(setup("CA names"))?;
-                names.push(name).map_err(setup("CA names"))?;
-            }
-            b.set_client_ca_list(names);
+    // SNI: move the connection to its host's context before the session is
+    // resumed or the certificate chosen.
+    let cb_names = Arc::clone(names);
+    let cb_verify = Arc::clone(verify);
+    let cb_contexts = Arc::downgrade(contexts);
+    b.set_servername_callback(move |ssl, _alert| {
+        let host = cb_names.select(ssl.servername(boring::ssl::NameType::HOST_NAME));
+        if host == cb_names.default {
+            return Ok(());
         }
-        let mode = match config.client_cert {
-            ClientCertMode::Require => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-            _ => SslVerifyMode::PEER,
+        // The snapshot (which owns the contexts) outlives every handshake
+        // started from it; if it is somehow gone, refuse rather than serve the
+        // wrong host.
+        let contexts = cb_contexts.upgrade();
+        let Some(ctx) = contexts.as_ref().and_then(|c| c.get()).map(|c| &c[host]) else {
+            return Err(boring::ssl::SniError::ALERT_FATAL);
         };
-        let require = config.client_cert == ClientCertMode::Require;
-        let cb_trust = Arc::clone(&trust);
-        b.set_custom_verify_callback(mode, move |ssl| {
-            let verdict = evaluate(&cb_trust, ssl);
-            let rejected = match &verdict {
-                Verdict::Failed(reason) if require => Some(reason.alert()),
-                _ => None,
-            };
-            ssl.set_ex_data(verdict_index(), verdict);
-            match rejected {
-                Some(alert) => Err(SslVerifyError::Invalid(alert)),
-                None => Ok(()),
-            }
-        });
+        if ssl.set_ssl_context(ctx).is_err() {
+            return Err(boring::ssl::SniError::ALERT_FATAL);
+        }
+        ssl.set_verify(verify_mode(cb_verify.modes[host]));
+        ssl.set_ex_data(host_index(), host);
+        Ok(())
+    });
+
+    // Client certificate: asked for in the first handshake, never later.
+    if let Some(names) = ca_names(src)? {
+        b.set_client_ca_list(names);
+    }
+    let cb_verify = Arc::clone(verify);
+    b.set_custom_verify_callback(verify_mode(plan.mode), move |ssl| {
+        let host = ssl
+            .ex_data(host_index())
+            .copied()
+            .unwrap_or(cb_verify.default);
+        let require = cb_verify.modes[host] == ClientCertMode::Require;
+        let verdict = evaluate(&cb_verify.trust, ssl);
+        let rejected = match &verdict {
+            Verdict::Failed(reason) if require => Some(reason.alert()),
+            _ => None,
+        };
+        ssl.set_ex_data(verdict_index(), verdict);
+        match rejected {
+            Some(alert) => Err(SslVerifyError::Invalid(alert)),
+            None => Ok(()),
+        }
+    });
+    Ok(b.build())
+}
+
+/// Why a host list is unusable.
+fn hosts_error(problem: String) -> TlsError {
+    TlsError::Hosts(problem)
+}
+
+/// Build a snapshot from its files.
+pub fn build_snapshot(
+    config: &Config,
+    src: &SnapshotSources,
+    generation: u64,
+    tickets: &Arc<TicketKeys>,
+) -> Result<Snapshot, TlsError> {
+    let trust = Arc::new(build_trust(config, src, generation)?);
+    if src.hosts.is_empty() {
+        return Err(hosts_error("no host is configured".into()));
     }
 
+    let mut names = HostNames::default();
+    let mut default = None;
+    for (i, plan) in src.hosts.iter().enumerate() {
+        if plan.default {
+            if let Some(first) = default {
+                return Err(hosts_error(format!(
+                    "hosts {first} and {i} are both marked default"
+                )));
+            }
+            default = Some(i);
+        }
+        for name in &plan.names {
+            let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+            let (table, key) = match name.strip_prefix("*.") {
+                Some(parent) => (&mut names.wildcard, parent.to_owned()),
+                None => (&mut names.exact, name.clone()),
+            };
+            if let Some(other) = table.insert(key, i) {
+                return Err(hosts_error(format!(
+                    "the name {name:?} is claimed by hosts {other} and {i}"
+                )));
+            }
+        }
+    }
+    names.default = default.unwrap_or(0);
+    let names = Arc::new(names);
+
+    let verify = Arc::new(VerifyPlan {
+        trust: Arc::clone(&trust),
+        modes: src.hosts.iter().map(|h| h.mode).collect(),
+        default: names.default,
+    });
+    let contexts = Arc::new(OnceLock::new());
+    let mut hosts = Vec::with_capacity(src.hosts.len());
+    for (i, plan) in src.hosts.iter().enumerate() {
+        let ssl_ctx = build_host(plan, i, src, &verify, &names, &contexts, tickets)?;
+        hosts.push(HostCtx {
+            name: plan.names.first().cloned().unwrap_or_else(|| "*".into()),
+            ssl_ctx,
+            mode: plan.mode,
+            backend: plan.backend,
+        });
+    }
+    let _ = contexts.set(hosts.iter().map(|h| h.ssl_ctx.clone()).collect());
     Ok(Snapshot {
         generation,
-        ssl_ctx: b.build(),
         trust,
+        hosts,
+        names,
+        contexts,
     })
 }

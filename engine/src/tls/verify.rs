@@ -23,7 +23,6 @@ use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509Ref, X509StoreContext, X509VerifyError, X509};
 
 use crate::admin::metrics::WorkerStats;
-use crate::config::ClientCertMode;
 use crate::tls::certinfo::{digests, ClientCertInfo};
 use crate::trust::{Allowlist, VerdictCache, VerdictKey};
 
@@ -161,8 +160,6 @@ impl Verdict {
 pub struct Trust {
     /// Snapshot generation; cached verdicts of older generations are ignored.
     pub generation: u64,
-    /// Client certificate mode.
-    pub mode: ClientCertMode,
     /// Roots and intermediates (verify params: depth, clientAuth purpose).
     pub store: Option<X509Store>,
     /// SHA-256 of every certificate in the bundle: a leaf found here is its own
