@@ -7,6 +7,7 @@
 
 pub mod certinfo;
 pub mod context;
+pub mod facts;
 pub mod pki;
 pub mod stream;
 pub mod tickets;
