@@ -1,12 +1,12 @@
 //! The verdict cache: a bare hit, a returning client's whole check (leaf SHA-256,
 //! chain key, clock read, hit), and a first-time client's chain build
-//! (`verify_uncached`: root → intermediate → leaf, ECDSA P-256).
+//! (`evaluate_uncached`: root → intermediate → leaf, ECDSA P-256).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use certgate::tls::pki::KeyKind;
-use certgate::tls::verify::{verify_uncached, Verdict};
+use certgate::tls::verify::{evaluate_uncached, Presented};
 use certgate::trust::VerdictKey;
 use certgate_bench::{engine_trust, Chain, ReturningClient, SplitMix64};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -18,8 +18,10 @@ fn verdict_cache(c: &mut Criterion) {
     let chain = Chain::new(KeyKind::EcdsaP256);
     let trust = engine_trust(&chain);
     let generation = trust.generation;
-    let verdict = verify_uncached(&trust, &chain.leaf.cert, Some(&chain.presented));
-    assert!(matches!(verdict, Verdict::Verified(_)), "{verdict:?}");
+    let verdict = match evaluate_uncached(&trust, &chain.leaf.cert, Some(&chain.presented)) {
+        Presented::Cert(eval) if eval.facts.trust_error.is_none() => eval,
+        other => panic!("not trusted: {other:?}"),
+    };
 
     // A warm per-worker cache: 10k other clients plus ours, all sharing one verdict
     // (the value is an `Arc`; a hit clones it).
@@ -78,7 +80,7 @@ fn verdict_cache(c: &mut Criterion) {
 
     g.bench_function("miss_verify_uncached_chain_ecdsa", |b| {
         b.iter(|| {
-            black_box(verify_uncached(
+            black_box(evaluate_uncached(
                 &trust,
                 black_box(&chain.leaf.cert),
                 Some(&chain.presented),

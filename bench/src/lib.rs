@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use boring::stack::Stack;
 use boring::x509::X509;
 use certgate::tls::pki::{issue, self_signed, CertSpec, Issued, KeyKind, Usage};
-use certgate::tls::verify::{Trust, Verdict};
+use certgate::tls::verify::{CertEval, Trust};
 use certgate::trust::{VerdictCache, VerdictKey};
 
 pub mod crypto;
@@ -186,7 +186,7 @@ pub fn engine_trust(chain: &Chain) -> Arc<Trust> {
 /// private `WorkerVerifier`: the cache and the keyed hasher of presented chains).
 pub struct ReturningClient {
     /// The per-worker verdict cache.
-    pub cache: VerdictCache<Verdict>,
+    pub cache: VerdictCache<Arc<CertEval>>,
     /// Keyed hasher for the presented intermediates.
     pub chain_hasher: std::collections::hash_map::RandomState,
 }
@@ -227,13 +227,14 @@ impl ReturningClient {
         key
     }
 
-    /// The hit path of `evaluate`: key, clock read, cache lookup.
+    /// The hit path of `evaluate`: key, clock read, cache lookup (the policy's
+    /// decision comes after, see the `policy` bench).
     pub fn check(
         &mut self,
         leaf: &boring::x509::X509Ref,
         chain: Option<&Stack<X509>>,
         generation: u64,
-    ) -> Option<Verdict> {
+    ) -> Option<Arc<CertEval>> {
         let key = self.key(leaf, chain);
         self.cache.get(&key, Instant::now(), generation)
     }
@@ -304,12 +305,16 @@ mod tests {
     fn returning_client_hits_after_insert() {
         let chain = Chain::new(KeyKind::EcdsaP256);
         let trust = engine_trust(&chain);
-        let verdict = certgate::tls::verify::verify_uncached(
+        let verdict = match certgate::tls::verify::evaluate_uncached(
             &trust,
             &chain.leaf.cert,
             Some(&chain.presented),
-        );
-        assert!(matches!(verdict, Verdict::Verified(_)), "{verdict:?}");
+        ) {
+            certgate::tls::verify::Presented::Cert(eval) if eval.facts.trust_error.is_none() => {
+                eval
+            }
+            other => panic!("not trusted: {other:?}"),
+        };
         let mut rc = ReturningClient::new();
         let key = rc.key(&chain.leaf.cert, Some(&chain.presented));
         let now = Instant::now();

@@ -62,6 +62,75 @@ impl Request {
     }
 }
 
+/// The path a request's route is chosen by: the target's path (origin- or
+/// absolute-form) without the query, with percent-encoded unreserved
+/// characters decoded, `.`/`..` segments resolved and repeated slashes merged
+/// — at least as much normalising as a backend may do, so that no spelling of
+/// a path reaches a stricter route's backend under a laxer route's policy.
+/// `None` (answered 400) for paths whose meaning differs between servers: an
+/// encoded `/` or `\`, a raw `\`, a `..` above the root, or a target that is
+/// not a path (`*`, authority-form).
+pub fn routing_path(target: &str) -> Option<String> {
+    let path = match target.split_once("://") {
+        Some((_, rest)) => match rest.find(['/', '?', '#']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            _ => "/",
+        },
+        None if target.starts_with('/') => target,
+        None => return None,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    // Decode percent-encoded unreserved characters; keep the rest encoded.
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\\' {
+            return None;
+        }
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            if v == b'/' || v == b'\\' {
+                return None;
+            }
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                decoded.push(v as char);
+            } else {
+                decoded.push('%');
+                decoded.push(hex[0].to_ascii_uppercase() as char);
+                decoded.push(hex[1].to_ascii_uppercase() as char);
+            }
+            i += 3;
+            continue;
+        }
+        decoded.push(b as char);
+        i += 1;
+    }
+    // Resolve dot segments, merge empty ones.
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/').skip(1) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Some(out)
+}
+
 /// `uri-host [ ":" port ]` → the host in lower case without the port or a
 /// trailing dot: `API.Example.com.:443` → `api.example.com`, `[::1]:8443` → `[::1]`.
 pub fn normalise_host(authority: &str) -> String {
@@ -300,6 +369,33 @@ mod tests {
                 String::from_utf8_lossy(raw),
                 parse(raw)
             );
+        }
+    }
+
+    #[test]
+    fn routing_paths_are_normalised() {
+        for (target, path) in [
+            ("/admin", Some("/admin")),
+            ("/admin/", Some("/admin/")),
+            ("/admin?x=/public", Some("/admin")),
+            ("//admin//x", Some("/admin/x")),
+            ("/public/../admin", Some("/admin")),
+            ("/public/./../admin/.", Some("/admin/")),
+            ("/%61dmin", Some("/admin")),
+            ("/%2e%2e/admin", None),
+            ("/public/%2E%2E/admin", Some("/admin")),
+            ("/a%20b", Some("/a%20b")),
+            ("/public%2F..%2Fadmin", None),
+            ("/public%5cadmin", None),
+            ("/public\\admin", None),
+            ("/..", None),
+            ("https://h.example/admin?q", Some("/admin")),
+            ("https://h.example", Some("/")),
+            ("*", None),
+            ("h.example:443", None),
+            ("/%zz", None),
+        ] {
+            assert_eq!(routing_path(target).as_deref(), path, "{target}");
         }
     }
 

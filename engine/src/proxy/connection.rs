@@ -6,13 +6,14 @@ use std::rc::Rc;
 use boring::ssl::Ssl;
 use tracing::debug;
 
+use super::forward::ConnHost;
 use crate::admin::metrics::HandshakeFailure;
 use crate::config::ClientCertMode;
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
 use crate::tls::context::{connection_host, verdict_index};
 use crate::tls::stream::TlsConn;
-use crate::tls::verify::{evaluate, Verdict};
+use crate::tls::verify::{evaluate, now_unix, Presented, Verdict};
 
 /// Serve a freshly accepted connection until it closes.
 pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
@@ -44,7 +45,7 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     if let Some(why) = failure {
         w.stats.handshake_failed(why);
         // A certificate rejected in require mode ends here: count its verdict.
-        if let Some(v @ Verdict::Failed(_)) = conn.ssl().ex_data(verdict_index()) {
+        if let Some((_, v @ Verdict::Failed(_))) = conn.ssl().ex_data(verdict_index()) {
             w.stats.verdict(v.label());
         }
         account(&conn, w);
@@ -55,23 +56,33 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         w.stats.resumptions.inc();
     }
 
-    // The host its SNI name selected (the default host without one).
+    // The host its SNI name selected (the default host without one), what the
+    // client presented, and the host policy's verdict: from the verify
+    // callback of this full handshake, or — for a resumed session, whose
+    // certificate BoringSSL does not verify again — evaluated now against the
+    // snapshot in force.
     let host = connection_host(conn.ssl(), &snapshot);
-    let mode = snapshot.hosts[host].mode;
-
-    // The verdict: from the verify callback of this full handshake, or — for a
-    // resumed session, whose certificate BoringSSL does not verify again —
-    // evaluated now against the snapshot in force.
-    let (verdict, generation) = match mode {
-        ClientCertMode::Off => (Verdict::NoCertificate, snapshot.generation),
-        _ => match conn.ssl().ex_data(verdict_index()) {
-            Some(v) if !conn.ssl().session_reused() => (v.clone(), snapshot.generation),
-            _ => {
-                let now = w.shared.snapshot.load();
-                (evaluate(&now.trust, conn.ssl()), now.generation)
-            }
-        },
+    let stashed = match conn.ssl().session_reused() {
+        false => conn.ssl().ex_data(verdict_index()).cloned(),
+        true => None,
     };
+    let (presented, verdict, host) = match stashed {
+        Some((presented, verdict)) => (presented, verdict, ConnHost::new(&snapshot, host)),
+        None => {
+            let now = w.shared.snapshot.load_full();
+            let mut host = ConnHost::new(&snapshot, host);
+            host.refresh(&now, conn.ssl());
+            let h = &now.hosts[host.index];
+            let presented = match h.mode {
+                ClientCertMode::Off => Presented::Nothing,
+                _ => evaluate(&now.trust, conn.ssl()),
+            };
+            let verdict = presented.decide(&h.policy, now_unix());
+            (presented, verdict, host)
+        }
+    };
+    drop(snapshot);
+    let mode = host.mode;
     if mode != ClientCertMode::Off {
         w.stats.verdict(verdict.label());
     }
@@ -83,14 +94,7 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         return;
     }
 
-    // A reload between the handshake and now may have renumbered the hosts:
-    // the connection's host is found again by its SNI name when it does.
-    let host = super::forward::ConnHost {
-        generation: snapshot.generation,
-        index: host,
-    };
-    drop(snapshot);
-    super::forward::serve_http(&mut conn, peer, &verdict, generation, host, mode, w).await;
+    super::forward::serve_http(&mut conn, peer, presented, host, w).await;
     account(&conn, w);
 }
 

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tracing::debug;
@@ -14,15 +14,16 @@ use tracing::debug;
 use crate::admin::metrics::BackendError;
 use crate::config::ClientCertMode;
 use crate::http::{
-    error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
-    BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError, Parsed, Request,
-    CONTINUE_100,
+    error_response, parse_request, parse_response, routing_path, write_downstream_head_with,
+    write_upstream_head, BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError,
+    Parsed, Request, CONTINUE_100,
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
 use crate::tls::context::Snapshot;
 use crate::tls::stream::{TlsConn, RECORD, SMALL};
-use crate::tls::verify::{evaluate, Verdict};
+use crate::tls::verify::{evaluate, now_unix, Presented, Verdict};
+use crate::trust::policy::CompiledPolicy;
 
 /// The body of the 403 answer to a request without a valid client certificate.
 pub const INVALID_CERT_MESSAGE: &str = "Invalid client certificate";
@@ -122,44 +123,64 @@ impl Framing {
     }
 }
 
-/// What the connection's verdict allows, rendered for forwarding.
+/// What the connection's verdict allows under one route's policy, rendered for forwarding.
 struct Admission {
     /// Snapshot generation the verdict was reached under.
     generation: u64,
-    /// When to look at the verdict again even without a reload (TTL, not-after).
+    /// The route (within the host) whose policy decided.
+    route: usize,
+    /// When to look at the verdict again even without a reload (TTL, not-after, not-before).
     recheck_at: Instant,
     /// Whether requests may reach the backend.
     allowed: bool,
     /// The forwarded certificate header lines (empty without a verified certificate).
     cert_headers: bytes::Bytes,
-    /// `X-Client-Cert-Verify` (optional mode only).
+    /// `X-Client-Cert-Verify` (optional mode, or a policy with `ignore-error`).
     verify_header: Option<String>,
 }
 
 impl Admission {
-    fn new(verdict: &Verdict, generation: u64, mode: ClientCertMode, ttl: Duration) -> Admission {
+    fn new(
+        presented: &Presented,
+        policy: &CompiledPolicy,
+        host: &ConnHost,
+        route: usize,
+        ttl: Duration,
+    ) -> Admission {
         let now = Instant::now();
+        let mode = host.mode;
+        let verdict = match mode {
+            ClientCertMode::Off => Verdict::NoCertificate,
+            _ => presented.decide(policy, now_unix()),
+        };
+        // A time check can change its answer at the validity window's edges.
         let mut recheck_at = now + ttl;
-        let (allowed, cert_headers) = match verdict {
-            Verdict::Verified(info) => {
-                if let Ok(left) = info.not_after_time().duration_since(SystemTime::now()) {
-                    recheck_at = recheck_at.min(now + left);
-                } else {
-                    recheck_at = now;
+        if let Presented::Cert(eval) = presented {
+            for edge in [eval.facts.not_before, eval.facts.not_after + 1] {
+                let left = edge - now_unix();
+                if left > 0 {
+                    recheck_at = recheck_at.min(now + Duration::from_secs(left as u64));
                 }
-                (true, info.header_block.clone())
             }
+        }
+        let (allowed, cert_headers) = match &verdict {
+            Verdict::Verified(info) => (true, info.header_block.clone()),
+            Verdict::FailedIgnored(_) => (true, bytes::Bytes::new()),
+            Verdict::NoCertificate if policy.ignores_errors() => (true, bytes::Bytes::new()),
             _ => (
                 matches!(mode, ClientCertMode::Off | ClientCertMode::Optional),
                 bytes::Bytes::new(),
             ),
         };
+        let shows_verify = mode == ClientCertMode::Optional
+            || (mode != ClientCertMode::Off && policy.ignores_errors());
         Admission {
-            generation,
+            generation: host.generation,
+            route,
             recheck_at,
             allowed,
             cert_headers,
-            verify_header: (mode == ClientCertMode::Optional).then(|| verdict.verify_header()),
+            verify_header: shows_verify.then(|| verdict.verify_header()),
         }
     }
 }
@@ -171,18 +192,32 @@ pub struct ConnHost {
     pub generation: u64,
     /// The host's index in that snapshot.
     pub index: usize,
+    /// The host's client-certificate mode in that snapshot.
+    pub mode: ClientCertMode,
 }
 
 impl ConnHost {
-    /// The connection's host in `snapshot`: the same index while the snapshot
-    /// is the same, else found again by the connection's SNI name.
-    fn refresh(&mut self, snapshot: &Snapshot, ssl: &boring::ssl::SslRef) {
-        if self.generation != snapshot.generation {
-            self.index = snapshot
-                .names
-                .select(ssl.servername(boring::ssl::NameType::HOST_NAME));
-            self.generation = snapshot.generation;
+    /// Host `index` of `snapshot`.
+    pub fn new(snapshot: &Snapshot, index: usize) -> ConnHost {
+        ConnHost {
+            generation: snapshot.generation,
+            index,
+            mode: snapshot.hosts[index].mode,
         }
+    }
+
+    /// The connection's host in `snapshot`: the same index while the snapshot
+    /// is the same, else found again by the connection's SNI name (a reload
+    /// may have renumbered the hosts). True when it changed generation.
+    pub fn refresh(&mut self, snapshot: &Snapshot, ssl: &boring::ssl::SslRef) -> bool {
+        if self.generation == snapshot.generation {
+            return false;
+        }
+        let index = snapshot
+            .names
+            .select(ssl.servername(boring::ssl::NameType::HOST_NAME));
+        *self = ConnHost::new(snapshot, index);
+        true
     }
 }
 
@@ -204,22 +239,21 @@ fn addressed_to(req: &Request, snapshot: &Snapshot, host: usize) -> bool {
 
 /// Serve HTTP requests on an established TLS connection.
 ///
-/// `verdict` was reached under snapshot `generation`. Before each request the
-/// connection's certificate is checked again if a reload published a new
-/// snapshot or the verdict's lifetime ran out, so a certificate removed from
-/// the trust configuration loses access on connections already open too.
+/// `presented` is what the client presented, evaluated under the snapshot of
+/// `host.generation`. Before each request the policy of the request's route
+/// decides; the decision is kept while the route, the snapshot and the time
+/// window stay the same, so a certificate removed from the trust
+/// configuration loses access on connections already open too.
 pub async fn serve_http<S: Io>(
     conn: &mut TlsConn<S>,
     peer: SocketAddr,
-    verdict: &Verdict,
-    generation: u64,
+    mut presented: Presented,
     mut host: ConnHost,
-    mut mode: ClientCertMode,
     w: &Rc<Worker<S>>,
 ) {
     let config = &w.shared.config;
     let ttl = config.verify_cache_ttl;
-    let mut admission = Admission::new(verdict, generation, mode, ttl);
+    let mut admission: Option<Admission> = None;
 
     // Room is reserved once bytes arrive (see TlsConn::read), and given back
     // whenever the connection waits idle between requests.
@@ -233,19 +267,29 @@ pub async fn serve_http<S: Io>(
         };
         first = false;
         let snapshot = w.shared.snapshot.load();
-        host.refresh(&snapshot, conn.ssl());
+        if host.refresh(&snapshot, conn.ssl()) && host.mode != ClientCertMode::Off {
+            presented = evaluate(&snapshot.trust, conn.ssl());
+        }
         if !addressed_to(&req, &snapshot, host.index) {
             return fail(conn, Failure::Answer(421, "Misdirected Request"), w).await;
         }
-        let backend = snapshot.hosts[host.index].backend;
-        if snapshot.generation != admission.generation || Instant::now() >= admission.recheck_at {
-            mode = snapshot.hosts[host.index].mode;
-            let verdict = match mode {
-                ClientCertMode::Off => Verdict::NoCertificate,
-                _ => evaluate(&snapshot.trust, conn.ssl()),
-            };
-            admission = Admission::new(&verdict, snapshot.generation, mode, ttl);
-        }
+        let h = &snapshot.hosts[host.index];
+        let (route, policy) = if h.routes.is_empty() {
+            (0, &h.policy)
+        } else {
+            match routing_path(&req.target) {
+                Some(path) => h.policy_for(&path),
+                None => return fail(conn, Failure::Answer(400, "Bad Request"), w).await,
+            }
+        };
+        let fresh = |a: &Admission| {
+            a.generation == host.generation && a.route == route && Instant::now() < a.recheck_at
+        };
+        let admission = match admission.take().filter(fresh) {
+            Some(a) => admission.insert(a),
+            None => admission.insert(Admission::new(&presented, policy, &host, route, ttl)),
+        };
+        let backend = h.backend;
         drop(snapshot);
         if !admission.allowed {
             // Never forwarded: the backend does not see requests without the policy's yes.

@@ -18,7 +18,8 @@ use boring::x509::{X509Name, X509};
 
 use crate::config::{ClientCertMode, Config};
 use crate::tls::tickets::TicketKeys;
-use crate::tls::verify::{evaluate, Trust, Verdict};
+use crate::tls::verify::{evaluate, now_unix, Presented, Trust, Verdict};
+use crate::trust::policy::CompiledPolicy;
 use crate::trust::{Allowlist, AllowlistError};
 
 /// TLS 1.2 suites: ECDHE with AEAD only, AES-128-GCM first. (TLS 1.3's suites are all AEAD.)
@@ -93,6 +94,24 @@ pub struct HostCtx {
     pub mode: ClientCertMode,
     /// The backend its requests go to.
     pub backend: SocketAddr,
+    /// The host's own policy.
+    pub policy: Arc<CompiledPolicy>,
+    /// Routes, longest prefix first.
+    pub routes: Vec<Route>,
+}
+
+impl HostCtx {
+    /// The policy for a request path (normalised): the longest matching
+    /// route's, else the host's. The number identifies it within this host
+    /// (0: the host's own).
+    pub fn policy_for(&self, path: &str) -> (usize, &Arc<CompiledPolicy>) {
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.matches(path) {
+                return (i + 1, &route.policy);
+            }
+        }
+        (0, &self.policy)
+    }
 }
 
 /// Everything a handshake needs, published to the workers as one unit.
@@ -171,6 +190,30 @@ pub struct HostPlan {
     pub mode: ClientCertMode,
     /// Where requests go.
     pub backend: SocketAddr,
+    /// The host's client-certificate policy (routes without their own use it).
+    pub policy: Arc<CompiledPolicy>,
+    /// Path-prefix routes with their own policies.
+    pub routes: Vec<Route>,
+}
+
+/// A path prefix and the policy for requests under it.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// `/admin` matches `/admin`, `/admin/…` and `/admin?…`, not `/administrator`;
+    /// a prefix ending in `/` matches everything below it.
+    pub prefix: String,
+    /// Its policy.
+    pub policy: Arc<CompiledPolicy>,
+}
+
+impl Route {
+    /// Whether `path` (normalised, without query) is under this prefix.
+    pub fn matches(&self, path: &str) -> bool {
+        match path.strip_prefix(self.prefix.as_str()) {
+            None => false,
+            Some(rest) => self.prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        }
+    }
 }
 
 /// The files a snapshot is built from.
@@ -201,6 +244,8 @@ impl SnapshotSources {
                 key_origin: crate::config::TLS_KEY.into(),
                 mode,
                 backend,
+                policy: Arc::new(CompiledPolicy::default()),
+                routes: Vec::new(),
             }],
             client_ca: files.client_ca.clone(),
             thumbprints: files.thumbprints.clone(),
@@ -237,9 +282,10 @@ fn content(var: &str, path: &Path, problem: impl Into<String>) -> TlsError {
     }
 }
 
-/// Index of the verdict stashed on a connection by the verify callback.
-pub fn verdict_index() -> boring::ex_data::Index<Ssl, Verdict> {
-    static INDEX: OnceLock<boring::ex_data::Index<Ssl, Verdict>> = OnceLock::new();
+/// What the peer presented and the host policy's verdict, stashed on a
+/// connection by the verify callback of a full handshake.
+pub fn verdict_index() -> boring::ex_data::Index<Ssl, (Presented, Verdict)> {
+    static INDEX: OnceLock<boring::ex_data::Index<Ssl, (Presented, Verdict)>> = OnceLock::new();
     *INDEX.get_or_init(|| Ssl::new_ex_index().expect("BoringSSL ex_data index"))
 }
 
@@ -326,10 +372,11 @@ fn ca_names(src: &SnapshotSources) -> Result<Option<Stack<X509Name>>, TlsError> 
     Ok(Some(names))
 }
 
-/// What the shared verify callback needs: the trust, and each host's mode.
+/// What the shared verify callback needs: the trust, and each host's mode and policy.
 struct VerifyPlan {
     trust: Arc<Trust>,
-    modes: Vec<ClientCertMode>,
+    /// Per host: its mode and its default policy (decides the handshake in `require` mode).
+    hosts: Vec<(ClientCertMode, Arc<CompiledPolicy>)>,
     default: usize,
 }
 
@@ -389,13 +436,19 @@ fn build_host(
     // host and its client-certificate policy: a ticket issued under one SNI
     // name, or under another mode, does not resume here.
     tickets.install(&mut b);
-    let scope = format!(
-        "certgate\0host={}\0names={}\0mode={}",
+    let mut scope = format!(
+        "certgate\0host={}\0names={}\0mode={}\0policy=",
         index,
         plan.names.join(","),
         plan.mode.as_str()
-    );
-    let sid_ctx = boring::hash::hash(boring::hash::MessageDigest::sha256(), scope.as_bytes())
+    )
+    .into_bytes();
+    scope.extend_from_slice(&plan.policy.fingerprint());
+    for route in &plan.routes {
+        scope.extend_from_slice(route.prefix.as_bytes());
+        scope.extend_from_slice(&route.policy.fingerprint());
+    }
+    let sid_ctx = boring::hash::hash(boring::hash::MessageDigest::sha256(), &scope)
         .map_err(setup("session id context"))?;
     b.set_session_id_context(&sid_ctx[..32])
         .map_err(setup("session id context"))?;
@@ -420,7 +473,7 @@ fn build_host(
         if ssl.set_ssl_context(ctx).is_err() {
             return Err(boring::ssl::SniError::ALERT_FATAL);
         }
-        ssl.set_verify(verify_mode(cb_verify.modes[host]));
+        ssl.set_verify(verify_mode(cb_verify.hosts[host].0));
         ssl.set_ex_data(host_index(), host);
         Ok(())
     });
@@ -435,13 +488,14 @@ fn build_host(
             .ex_data(host_index())
             .copied()
             .unwrap_or(cb_verify.default);
-        let require = cb_verify.modes[host] == ClientCertMode::Require;
-        let verdict = evaluate(&cb_verify.trust, ssl);
+        let (mode, policy) = &cb_verify.hosts[host];
+        let presented = evaluate(&cb_verify.trust, ssl);
+        let verdict = presented.decide(policy, now_unix());
         let rejected = match &verdict {
-            Verdict::Failed(reason) if require => Some(reason.alert()),
+            Verdict::Failed(reason) if *mode == ClientCertMode::Require => Some(reason.alert()),
             _ => None,
         };
-        ssl.set_ex_data(verdict_index(), verdict);
+        ssl.set_ex_data(verdict_index(), (presented, verdict));
         match rejected {
             Some(alert) => Err(SslVerifyError::Invalid(alert)),
             None => Ok(()),
@@ -496,7 +550,11 @@ pub fn build_snapshot(
 
     let verify = Arc::new(VerifyPlan {
         trust: Arc::clone(&trust),
-        modes: src.hosts.iter().map(|h| h.mode).collect(),
+        hosts: src
+            .hosts
+            .iter()
+            .map(|h| (h.mode, Arc::clone(&h.policy)))
+            .collect(),
         default: names.default,
     });
     let contexts = Arc::new(OnceLock::new());
@@ -508,6 +566,12 @@ pub fn build_snapshot(
             ssl_ctx,
             mode: plan.mode,
             backend: plan.backend,
+            policy: Arc::clone(&plan.policy),
+            routes: {
+                let mut routes = plan.routes.clone();
+                routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+                routes
+            },
         });
     }
     let _ = contexts.set(hosts.iter().map(|h| h.ssl_ctx.clone()).collect());

@@ -24,6 +24,8 @@ use boring::x509::{X509Ref, X509StoreContext, X509VerifyError, X509};
 
 use crate::admin::metrics::WorkerStats;
 use crate::tls::certinfo::{digests, ClientCertInfo};
+use crate::tls::facts::CertFacts;
+use crate::trust::policy::{CompiledPolicy, Decision};
 use crate::trust::{Allowlist, VerdictCache, VerdictKey};
 
 /// Why a presented certificate was not accepted.
@@ -125,24 +127,27 @@ impl Reason {
     }
 }
 
-/// The outcome of checking a connection's client certificate.
+/// The outcome of checking a connection's client certificate under one policy.
 #[derive(Clone, Debug)]
 pub enum Verdict {
     /// Verified; the details go to the backend.
     Verified(Arc<ClientCertInfo>),
     /// Presented but rejected.
     Failed(Reason),
+    /// Rejected, but the policy's `ignore-error` forwards the request with
+    /// `X-Client-Cert-Verify: FAILED:<reason>` (and no certificate details).
+    FailedIgnored(Reason),
     /// No certificate presented.
     NoCertificate,
 }
 
 impl Verdict {
-    /// The `X-Client-Cert-Verify` value (optional mode).
+    /// The `X-Client-Cert-Verify` value.
     pub fn verify_header(&self) -> String {
         match self {
             Verdict::Verified(_) => "SUCCESS".into(),
             Verdict::NoCertificate => "NONE".into(),
-            Verdict::Failed(r) => format!("FAILED:{}", r.as_str()),
+            Verdict::Failed(r) | Verdict::FailedIgnored(r) => format!("FAILED:{}", r.as_str()),
         }
     }
 
@@ -151,7 +156,7 @@ impl Verdict {
         match self {
             Verdict::Verified(_) => "success",
             Verdict::NoCertificate => "none",
-            Verdict::Failed(r) => r.as_str(),
+            Verdict::Failed(r) | Verdict::FailedIgnored(r) => r.as_str(),
         }
     }
 }
@@ -169,11 +174,79 @@ pub struct Trust {
     pub allowlist: Option<Allowlist>,
 }
 
+/// What is known about one presented chain under one snapshot: computed on a
+/// verdict-cache miss, then shared by every policy that looks at it.
+#[derive(Debug)]
+pub struct CertEval {
+    /// What policies match on (chain-build result, validity window, names, digests).
+    pub facts: CertFacts,
+    /// Its details, with the forwarded header block pre-rendered.
+    pub info: Arc<ClientCertInfo>,
+    /// Revocation: `None` when not revoked (or not checked), else why not good.
+    pub revocation: Option<Reason>,
+    /// In the thumbprint allowlist (true when there is none).
+    pub allowlisted: bool,
+}
+
+/// What a connection presented: the input to every policy decision.
+#[derive(Clone, Debug)]
+pub enum Presented {
+    /// No certificate.
+    Nothing,
+    /// A certificate that cannot be read (malformed, unsupported).
+    Unreadable,
+    /// A certificate and what is known about it.
+    Cert(Arc<CertEval>),
+}
+
+impl Presented {
+    /// The verdict of `policy` at `now_unix`. O(1): every input is precomputed.
+    pub fn decide(&self, policy: &CompiledPolicy, now_unix: i64) -> Verdict {
+        let eval = match self {
+            Presented::Nothing => return Verdict::NoCertificate,
+            Presented::Unreadable if policy.ignores_errors() => {
+                return Verdict::FailedIgnored(Reason::Invalid)
+            }
+            Presented::Unreadable => return Verdict::Failed(Reason::Invalid),
+            Presented::Cert(eval) => eval,
+        };
+        let decision = match policy.evaluate(&eval.facts, eval.revocation, now_unix) {
+            Decision::Allow if !eval.allowlisted => match policy.ignores_errors() {
+                true => Decision::AllowFailed(Reason::NotAllowlisted),
+                false => Decision::Deny(Reason::NotAllowlisted),
+            },
+            d => d,
+        };
+        match decision {
+            Decision::Allow => Verdict::Verified(Arc::clone(&eval.info)),
+            Decision::Deny(r) => Verdict::Failed(r),
+            Decision::AllowFailed(r) => Verdict::FailedIgnored(r),
+        }
+    }
+
+    /// The end of the window in which the facts' time checks keep their
+    /// result: a verified certificate's not-after.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        match self {
+            Presented::Cert(eval) => Some(eval.info.not_after_time()),
+            _ => None,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 // === the per-worker cache ===
 
 /// Per-worker verification state, installed by each worker thread at start.
 pub struct WorkerVerifier {
-    cache: RefCell<VerdictCache<Verdict>>,
+    cache: RefCell<VerdictCache<Arc<CertEval>>>,
     stats: Arc<WorkerStats>,
     chain_hasher: std::collections::hash_map::RandomState,
 }
@@ -217,63 +290,91 @@ fn instant_of(t: SystemTime, now: Instant) -> Option<Instant> {
     }
 }
 
-/// Verify a certificate against `trust`, uncached.
-pub fn verify_uncached(trust: &Trust, leaf: &X509Ref, chain: Option<&StackRef<X509>>) -> Verdict {
-    let Some(store) = &trust.store else {
-        return Verdict::Failed(Reason::Untrusted);
-    };
+/// Build the chain of `leaf` against `trust` (time checks left to the
+/// policy) and gather what policies need, uncached.
+pub fn evaluate_uncached(
+    trust: &Trust,
+    leaf: &X509Ref,
+    chain: Option<&StackRef<X509>>,
+) -> Presented {
     let Ok(d) = digests(leaf) else {
-        return Verdict::Failed(Reason::Invalid);
+        return Presented::Unreadable;
     };
     let anchored_leaf = trust.bundle.contains(&d.sha256);
-    let result = (|| {
-        let mut ctx = X509StoreContext::new()?;
-        let empty;
-        let chain = match chain {
-            Some(c) => c,
-            None => {
-                empty = boring::stack::Stack::<X509>::new()?;
-                &empty
-            }
-        };
-        ctx.init(store, leaf, chain, |c| {
-            if anchored_leaf {
-                c.verify_param_mut()
-                    .set_flags(X509VerifyFlags::PARTIAL_CHAIN);
-            }
-            c.verify_cert()?;
-            Ok(c.verify_result())
-        })
-    })();
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Verdict::Failed(Reason::from_x509(e)),
-        Err(_) => return Verdict::Failed(Reason::Invalid),
-    }
-    if let Some(allow) = &trust.allowlist {
-        if !allow.contains(&d) {
-            return Verdict::Failed(Reason::NotAllowlisted);
-        }
-    }
-    match ClientCertInfo::from_cert(leaf, d) {
-        Ok(info) => Verdict::Verified(Arc::new(info)),
-        Err(_) => Verdict::Failed(Reason::Invalid),
-    }
+    // The chain as built (leaf first), and the chain-build error if any.
+    let built = trust.store.as_ref().map(|store| {
+        (|| {
+            let mut ctx = X509StoreContext::new()?;
+            let empty;
+            let presented = match chain {
+                Some(c) => c,
+                None => {
+                    empty = boring::stack::Stack::<X509>::new()?;
+                    &empty
+                }
+            };
+            ctx.init(store, leaf, presented, |c| {
+                // Dates are the policy's business (validate-not-before/-after).
+                let mut flags =
+                    X509VerifyFlags::from_bits_retain(boring_sys::X509_V_FLAG_NO_CHECK_TIME as _);
+                if anchored_leaf {
+                    flags |= X509VerifyFlags::PARTIAL_CHAIN;
+                }
+                c.verify_param_mut().set_flags(flags);
+                c.verify_cert()?;
+                let certs: Vec<X509> = c
+                    .chain()
+                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
+                    .unwrap_or_default();
+                Ok((c.verify_result(), certs))
+            })
+        })()
+    });
+    let (trust_error, built) = match built {
+        None => (Some(Reason::Untrusted), Vec::new()),
+        Some(Ok((Ok(()), certs))) => (None, certs),
+        Some(Ok((Err(e), certs))) => (Some(Reason::from_x509(e)), certs),
+        Some(Err(_)) => (Some(Reason::Invalid), Vec::new()),
+    };
+    // The issuer: from the built chain, else (untrusted chain) nothing known.
+    let issuer = built.get(1).filter(|_| built.len() > 1);
+    let window: Vec<&X509Ref> = if trust_error.is_none() {
+        built.iter().map(|c| c.as_ref()).collect()
+    } else {
+        vec![leaf]
+    };
+    let Ok(facts) = CertFacts::from_chain(leaf, issuer.map(|c| c.as_ref()), &window, trust_error)
+    else {
+        return Presented::Unreadable;
+    };
+    let allowlisted = match &trust.allowlist {
+        Some(allow) => allow.contains(&d),
+        None => true,
+    };
+    let Ok(info) = ClientCertInfo::from_cert(leaf, d) else {
+        return Presented::Unreadable;
+    };
+    Presented::Cert(Arc::new(CertEval {
+        facts,
+        info: Arc::new(info),
+        revocation: None,
+        allowlisted,
+    }))
 }
 
-/// The verdict for the peer of `ssl` under `trust`, through this worker's cache.
-pub fn evaluate(trust: &Trust, ssl: &SslRef) -> Verdict {
+/// What the peer of `ssl` presented, evaluated under `trust` through this worker's cache.
+pub fn evaluate(trust: &Trust, ssl: &SslRef) -> Presented {
     let Some(leaf) = ssl.peer_certificate() else {
-        return Verdict::NoCertificate;
+        return Presented::Nothing;
     };
     let chain = ssl.peer_cert_chain();
     let verifier = VERIFIER.with(|c| c.borrow().clone());
     let Some(verifier) = verifier else {
-        return verify_uncached(trust, &leaf, chain);
+        return evaluate_uncached(trust, &leaf, chain);
     };
     let v = &*verifier;
     let Ok(sha256) = leaf.digest(boring::hash::MessageDigest::sha256()) else {
-        return Verdict::Failed(Reason::Invalid);
+        return Presented::Unreadable;
     };
     let mut key = VerdictKey {
         leaf_sha256: [0; 32],
@@ -283,16 +384,17 @@ pub fn evaluate(trust: &Trust, ssl: &SslRef) -> Verdict {
     let now = Instant::now();
     if let Some(hit) = v.cache.borrow_mut().get(&key, now, trust.generation) {
         v.stats.verify_cache_hits.inc();
-        return hit;
+        return Presented::Cert(hit);
     }
     v.stats.verify_cache_misses.inc();
-    let verdict = verify_uncached(trust, &leaf, chain);
-    let not_after = match &verdict {
-        Verdict::Verified(info) => instant_of(info.not_after_time(), now),
-        _ => None,
-    };
-    v.cache
-        .borrow_mut()
-        .insert(key, verdict.clone(), now, not_after, trust.generation);
-    verdict
+    let presented = evaluate_uncached(trust, &leaf, chain);
+    if let Presented::Cert(eval) = &presented {
+        // Cached until the TTL, a reload (generation), or the certificate's
+        // not-after, whichever comes first.
+        let not_after = instant_of(eval.info.not_after_time(), now);
+        v.cache
+            .borrow_mut()
+            .insert(key, Arc::clone(eval), now, not_after, trust.generation);
+    }
+    presented
 }
