@@ -56,6 +56,7 @@ vars! {
     URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
+    CONFIG = "CERTGATE_CONFIG", "(none)", "TOML file: [defaults] for these variables, hosts, routes, policies (a set variable overrides its default)";
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -82,6 +83,9 @@ pub enum ConfigError {
         /// Which other setting requires it.
         why: &'static str,
     },
+    /// The `CERTGATE_CONFIG` file cannot be read or has problems (each names file, line and key).
+    #[error("{0}")]
+    File(#[from] crate::config_file::FileError),
 }
 
 /// How the client certificate is asked for and enforced.
@@ -98,7 +102,8 @@ pub enum ClientCertMode {
 }
 
 impl ClientCertMode {
-    fn parse(s: &str) -> Option<Self> {
+    /// Parses `off`, `optional`, `request` or `require`.
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "off" => Self::Off,
             "optional" => Self::Optional,
@@ -210,12 +215,14 @@ pub struct Config {
     pub log: String,
     /// True when nothing was configured: development PKI and echo backend.
     pub dev_mode: bool,
+    /// The `CERTGATE_CONFIG` file (hosts, routes, policies), when one is given.
+    pub file: Option<std::sync::Arc<crate::config_file::FileConfig>>,
 }
 
 struct Vars(BTreeMap<String, String>);
 
 impl Vars {
-    fn get(&self, var: &'static str) -> Option<&str> {
+    fn get(&self, var: &str) -> Option<&str> {
         self.0
             .get(var)
             .map(String::as_str)
@@ -278,11 +285,24 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let vars = Vars(
+        let mut vars = Vars(
             vars.into_iter()
                 .filter(|(k, _)| k.starts_with("CERTGATE_"))
                 .collect(),
         );
+        // The file's [defaults] fill in what the environment leaves unset (or empty).
+        let file = match vars.path(CONFIG) {
+            None => None,
+            Some(path) => {
+                let file = crate::config_file::FileConfig::load(&path)?;
+                for (name, value) in &file.defaults {
+                    if vars.get(name).is_none() {
+                        vars.0.insert(name.clone(), value.value.clone());
+                    }
+                }
+                Some(std::sync::Arc::new(file))
+            }
+        };
         if let Some(unknown) = vars
             .0
             .keys()
@@ -377,6 +397,7 @@ impl Config {
             state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
+            file,
         };
         config.validate()?;
         Ok(config)
@@ -453,7 +474,8 @@ impl Config {
     }
 }
 
-fn parse_backend(url: &str) -> Result<Backend, ConfigError> {
+/// Parses `http://host:port` (resolving the host); errors name `CERTGATE_BACKEND`.
+pub(crate) fn parse_backend(url: &str) -> Result<Backend, ConfigError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         invalid(
             BACKEND,
@@ -504,7 +526,8 @@ pub fn help_text() -> String {
     let mut s = String::from(
         "certgate: TLS termination with client-certificate authentication\n\n\
          USAGE:\n    certgate            run (configured by CERTGATE_* environment variables)\n    \
-         certgate --help     this text\n    certgate --version\n\n\
+         certgate --help     this text\n    certgate --version\n    \
+         certgate check-config [FILE]   validate a CERTGATE_CONFIG file, print the effective configuration\n\n\
          With no configuration at all, certgate generates a development PKI in the state\n\
          directory and proxies to a built-in echo backend.\n\nENVIRONMENT:\n",
     );

@@ -15,7 +15,8 @@
 //!                 backend (per-worker keep-alive pool), response streamed back
 //! ```
 //!
-//! * [`config`] turns `CERTGATE_*` variables into a validated [`config::Config`].
+//! * [`config`] turns `CERTGATE_*` variables into a validated [`config::Config`];
+//!   [`config_file`] reads the optional `CERTGATE_CONFIG` file (hosts, routes, policies).
 //! * [`serve::run`] builds the first snapshot, starts the workers and the admin
 //!   listener, and handles SIGHUP (reload) and SIGTERM/SIGINT (drain).
 //! * [`trust`] and [`http`] are pure: no I/O, no FFI, unit-tested on their own.
@@ -25,6 +26,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod http;
 pub mod listener;

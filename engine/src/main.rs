@@ -23,6 +23,10 @@ fn main() -> ExitCode {
             print!("{}", certgate::config::help_text());
             return ExitCode::SUCCESS;
         }
+        Some("check-config") => {
+            let file = std::env::args().nth(2);
+            return ExitCode::from(certgate::config_file::check::run(file));
+        }
         Some("-V" | "--version") => {
             println!("certgate {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
