@@ -10,12 +10,28 @@ use crate::runtime::Shared;
 use crate::tls::context::{build_snapshot, SnapshotSources, TlsError};
 use crate::tls::tickets::TicketKeys;
 
+/// Produces the snapshot sources: re-reads the configuration file (when there
+/// is one) and resolves its hosts. Called at start and by every reload.
+pub type Planner =
+    Box<dyn Fn() -> Result<SnapshotSources, crate::config_file::FileError> + Send + Sync>;
+
+/// Why a reload did not take effect (the previous snapshot stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file has problems.
+    #[error(transparent)]
+    File(#[from] crate::config_file::FileError),
+    /// A certificate, key or trust file has problems.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
 /// Owned by the main thread; shared with the admin server.
 pub struct Control {
     /// State the workers read.
     pub shared: Arc<Shared>,
-    /// The files snapshots are built from.
-    pub sources: SnapshotSources,
+    /// Where snapshots' sources come from.
+    planner: Planner,
     /// Session ticket keys (rotated by the main loop).
     pub tickets: Arc<TicketKeys>,
     reloads_ok: AtomicU64,
@@ -25,10 +41,10 @@ pub struct Control {
 
 impl Control {
     /// Wrap the started state.
-    pub fn new(shared: Arc<Shared>, sources: SnapshotSources, tickets: Arc<TicketKeys>) -> Self {
+    pub fn new(shared: Arc<Shared>, planner: Planner, tickets: Arc<TicketKeys>) -> Self {
         Control {
             shared,
-            sources,
+            planner,
             tickets,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -40,14 +56,15 @@ impl Control {
     ///
     /// Called from the main thread only (signal handler and admin server share
     /// its single-threaded runtime), so generations never race.
-    pub fn reload(&self) -> Result<u64, TlsError> {
+    pub fn reload(&self) -> Result<u64, ReloadError> {
         let generation = self.shared.snapshot.load().generation + 1;
-        match build_snapshot(
-            &self.shared.config,
-            &self.sources,
-            generation,
-            &self.tickets,
-        ) {
+        let built = (self.planner)()
+            .map_err(ReloadError::from)
+            .and_then(|sources| {
+                build_snapshot(&self.shared.config, &sources, generation, &self.tickets)
+                    .map_err(ReloadError::from)
+            });
+        match built {
             Ok(snapshot) => {
                 self.shared.snapshot.store(Arc::new(snapshot));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);

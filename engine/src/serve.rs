@@ -10,9 +10,9 @@ use tracing::{error, info, warn};
 
 use crate::admin::metrics::WorkerStats;
 use crate::config::{Backend, Config, ADMIN_LISTEN, LISTEN};
-use crate::control::Control;
+use crate::control::{Control, Planner};
 use crate::runtime::{choose_backend, worker, Shared};
-use crate::tls::context::{build_snapshot, SnapshotSources};
+use crate::tls::context::build_snapshot;
 use crate::tls::pki;
 use crate::tls::tickets::TicketKeys;
 
@@ -22,6 +22,9 @@ pub enum StartError {
     /// Configuration problem.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The configuration file's hosts are inconsistent.
+    #[error(transparent)]
+    File(#[from] crate::config_file::FileError),
     /// A TLS file problem.
     #[error(transparent)]
     Tls(#[from] crate::tls::context::TlsError),
@@ -61,9 +64,10 @@ fn start_err(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 /// Run until SIGTERM/SIGINT and a drain.
 pub fn run(mut config: Config) -> Result<(), StartError> {
     // The built-in echo backend (development default) is started first: hosts name its address.
-    let backend_addr = match &config.backend {
-        Backend::Http { addr, .. } => *addr,
-        Backend::Echo => crate::admin::echo::start().map_err(start_err("echo backend"))?,
+    let file = config.file.clone();
+    let echo = match crate::config_file::plan::uses_echo(file.as_deref(), &config) {
+        true => Some(crate::admin::echo::start().map_err(start_err("echo backend"))?),
+        false => None,
     };
     let mut dev = None;
     let files = match &config.tls {
@@ -80,7 +84,27 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             files
         }
     };
-    let sources = SnapshotSources::single_host(&files, config.client_cert, backend_addr);
+    // The hosts: the configuration file's (re-read at every reload), or the
+    // environment's single catch-all host.
+    let planner: Planner = {
+        let config = config.clone();
+        Box::new(move || {
+            let file = match &config.file {
+                Some(f) => Some(Arc::new(crate::config_file::FileConfig::load(&f.path)?)),
+                None => None,
+            };
+            let inputs = crate::config_file::plan::PlanInputs {
+                config: &config,
+                files: &files,
+                echo,
+                certificate_sha256: &|_| None,
+                certificate_files: &|_| None,
+            };
+            crate::config_file::plan::sources(file.as_deref(), &inputs)
+        })
+    };
+    let sources = planner()?;
+    let backend_addr = sources.hosts[0].backend;
 
     let tickets = TicketKeys::new();
     let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
@@ -120,7 +144,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         io,
         stats,
     });
-    let control = Arc::new(Control::new(Arc::clone(&shared), sources, tickets));
+    let control = Arc::new(Control::new(Arc::clone(&shared), planner, tickets));
 
     if io == crate::runtime::IoBackend::Epoll && config.io == crate::config::IoChoice::Auto {
         warn!("io backend: epoll ({why})");

@@ -97,17 +97,30 @@ impl TlsClient {
         addr: SocketAddr,
         session: Option<&SslSession>,
     ) -> Result<TlsConn, String> {
+        self.connect_sni(addr, Some("localhost"), session)
+    }
+
+    /// Connects with SNI `sni`, or without SNI when `None`. The server's chain
+    /// is verified but not its name: callers check `peer_cn` themselves.
+    pub fn connect_sni(
+        &self,
+        addr: SocketAddr,
+        sni: Option<&str>,
+        session: Option<&SslSession>,
+    ) -> Result<TlsConn, String> {
         let tcp = TcpStream::connect_timeout(&addr, self.timeout)
             .map_err(|e| format!("tcp connect to {addr}: {e}"))?;
         tcp.set_read_timeout(Some(self.timeout)).unwrap();
         tcp.set_write_timeout(Some(self.timeout)).unwrap();
         tcp.set_nodelay(true).unwrap();
-        let mut ssl = self
-            .connector
-            .configure()
-            .unwrap()
-            .into_ssl("localhost")
-            .unwrap();
+        let mut config = self.connector.configure().unwrap();
+        if sni != Some("localhost") {
+            config.set_verify_hostname(false);
+        }
+        if sni.is_none() {
+            config.set_use_server_name_indication(false);
+        }
+        let mut ssl = config.into_ssl(sni.unwrap_or("localhost")).unwrap();
         let slot: SessionSlot = Arc::new(Mutex::new(None));
         ssl.set_ex_data(session_index(), slot.clone());
         if let Some(s) = session {
@@ -189,7 +202,12 @@ impl<S: Read + Write> HttpConn<S> {
 
     /// Sends a `GET path` with Host: localhost (keep-alive) and reads the response.
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())?;
+        self.get_host(path, "localhost")
+    }
+
+    /// `GET path` with the given `Host`.
+    pub fn get_host(&mut self, path: &str, host: &str) -> io::Result<Response> {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
         self.read_response()
     }
 
@@ -425,6 +443,21 @@ impl HttpConn<SslStream<TcpStream>> {
             }
         })
     }
+    /// The server certificate's subject CN.
+    pub fn peer_cn(&self) -> String {
+        let cert = self
+            .inner
+            .ssl()
+            .peer_certificate()
+            .expect("a server certificate");
+        let cn = cert
+            .subject_name()
+            .entries_by_nid(boring::nid::Nid::COMMONNAME)
+            .next()
+            .map(|e| e.data().as_utf8().unwrap().to_string());
+        cn.unwrap_or_default()
+    }
+
     pub fn session_reused(&self) -> bool {
         self.inner.ssl().session_reused()
     }

@@ -235,6 +235,15 @@ impl TestPki {
         write_files(self.dir.path(), cn, issued, vec![self.inter.x509().clone()])
     }
 
+    /// A server certificate for `name` (CN and DNS SAN), issued by the root.
+    pub fn issue_server(&self, name: &str) -> CertFiles {
+        let mut server_spec = spec(name, Usage::Server, -DAY, 365 * DAY);
+        server_spec.dns_names = vec![name.to_string()];
+        let issued = pki::issue(&server_spec, &self.root.issued)
+            .unwrap_or_else(|e| panic!("issue {name}: {e:?}"));
+        write_files(self.dir.path(), name, issued, Vec::new())
+    }
+
     /// The engine variables for the server identity and the client CA bundle
     /// (`ca_bundle`). No mode is set.
     pub fn tls_vars(&self) -> Vec<(&'static str, String)> {

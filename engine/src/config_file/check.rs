@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::{CertSource, FileConfig, FileError};
@@ -88,28 +89,42 @@ pub fn check(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Ch
         }
     };
 
-    // The global TLS files, built as the engine builds them.
+    // The whole snapshot, built as the engine builds it (hosts, certificates,
+    // keys, trust, policies) — except for hosts whose certificate is in the
+    // store, checked one by one below.
+    let uses_store = file
+        .hosts
+        .iter()
+        .any(|h| matches!(h.cert, CertSource::Store(_)));
     let hosts_use_global =
         file.hosts.is_empty() || file.hosts.iter().any(|h| h.cert == CertSource::Global);
     if let Some(c) = &config {
-        match &c.tls {
-            Some(tls) if hosts_use_global => {
-                let sources = crate::tls::context::SnapshotSources {
-                    cert: tls.cert.clone(),
-                    key: tls.key.clone(),
-                    client_ca: tls.client_ca.clone(),
-                    thumbprints: tls.thumbprints.clone(),
-                };
-                let tickets = crate::tls::tickets::TicketKeys::new();
-                if let Err(e) = crate::tls::context::build_snapshot(c, &sources, 1, &tickets) {
-                    report.problems.push(format!("environment/defaults: {e}"));
-                }
-            }
-            None if hosts_use_global => report.warnings.push(
+        if c.tls.is_none() && hosts_use_global {
+            report.warnings.push(
                 "no CERTGATE_TLS_CERT: hosts without cert/certificate use the development PKI"
                     .into(),
-            ),
-            _ => {}
+            );
+        }
+        if let (Some(tls), false) = (&c.tls, uses_store) {
+            let inputs = super::plan::PlanInputs {
+                config: c,
+                files: tls,
+                // Not started by a check: any address stands in for it.
+                echo: Some(SocketAddr::from(([127, 0, 0, 1], 9))),
+                certificate_sha256: &|_| Some([0; 32]),
+                certificate_files: &|_| None,
+            };
+            let tickets = crate::tls::tickets::TicketKeys::new();
+            match super::plan::sources(Some(&file), &inputs) {
+                Err(e) => report
+                    .problems
+                    .extend(e.problems().iter().map(ToString::to_string)),
+                Ok(sources) => {
+                    if let Err(e) = crate::tls::context::build_snapshot(c, &sources, 1, &tickets) {
+                        report.problems.push(e.to_string());
+                    }
+                }
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod hosts;
+pub mod plan;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};

@@ -13,7 +13,7 @@ pub mod rewrite;
 pub mod status;
 
 pub use body::{BodyKind, ChunkProgress, ChunkedTracker};
-pub use request::{parse_request, routing_path, Header, Request};
+pub use request::{parse_request, Header, Request};
 pub use response::{parse_response, Response};
 pub use rewrite::{
     is_cert_header, write_downstream_head, write_downstream_head_with, write_upstream_head,

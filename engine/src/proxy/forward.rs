@@ -14,9 +14,9 @@ use tracing::debug;
 use crate::admin::metrics::BackendError;
 use crate::config::ClientCertMode;
 use crate::http::{
-    error_response, parse_request, parse_response, routing_path, write_downstream_head_with,
-    write_upstream_head, BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError,
-    Parsed, Request, CONTINUE_100,
+    error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
+    BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError, Parsed, Request,
+    CONTINUE_100,
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
@@ -231,10 +231,11 @@ fn addressed_to(req: &Request, snapshot: &Snapshot, host: usize) -> bool {
     if snapshot.hosts.len() == 1 {
         return true;
     }
-    req.authorities()
-        .iter()
+    let target = crate::config_file::authority_of_target(&req.target);
+    [req.host.as_deref(), target]
+        .into_iter()
         .flatten()
-        .all(|name| snapshot.names.select(Some(name)) == host)
+        .all(|authority| snapshot.names.authority_allowed(host, authority))
 }
 
 /// Serve HTTP requests on an established TLS connection.
@@ -274,14 +275,7 @@ pub async fn serve_http<S: Io>(
             return fail(conn, Failure::Answer(421, "Misdirected Request"), w).await;
         }
         let h = &snapshot.hosts[host.index];
-        let (route, policy) = if h.routes.is_empty() {
-            (0, &h.policy)
-        } else {
-            match routing_path(&req.target) {
-                Some(path) => h.policy_for(&path),
-                None => return fail(conn, Failure::Answer(400, "Bad Request"), w).await,
-            }
-        };
+        let (route, policy) = h.policy_for(&req.target);
         let fresh = |a: &Admission| {
             a.generation == host.generation && a.route == route && Instant::now() < a.recheck_at
         };

@@ -17,6 +17,7 @@ use boring::x509::store::X509StoreBuilder;
 use boring::x509::{X509Name, X509};
 
 use crate::config::{ClientCertMode, Config};
+use crate::config_file::{HostMatcher, RouteTable};
 use crate::tls::tickets::TicketKeys;
 use crate::tls::verify::{evaluate, now_unix, Presented, Trust, Verdict};
 use crate::trust::policy::CompiledPolicy;
@@ -96,21 +97,16 @@ pub struct HostCtx {
     pub backend: SocketAddr,
     /// The host's own policy.
     pub policy: Arc<CompiledPolicy>,
-    /// Routes, longest prefix first.
-    pub routes: Vec<Route>,
+    /// Routes: path prefix → (route number, policy); number 0 is the host's own policy.
+    pub routes: RouteTable<(usize, Arc<CompiledPolicy>)>,
 }
 
 impl HostCtx {
-    /// The policy for a request path (normalised): the longest matching
-    /// route's, else the host's. The number identifies it within this host
-    /// (0: the host's own).
-    pub fn policy_for(&self, path: &str) -> (usize, &Arc<CompiledPolicy>) {
-        for (i, route) in self.routes.iter().enumerate() {
-            if route.matches(path) {
-                return (i + 1, &route.policy);
-            }
-        }
-        (0, &self.policy)
+    /// The policy for a request target: the longest matching route's, else
+    /// the host's, with a number identifying it within this host.
+    pub fn policy_for(&self, target: &str) -> (usize, &Arc<CompiledPolicy>) {
+        let (i, policy) = self.routes.route(target);
+        (*i, policy)
     }
 }
 
@@ -123,7 +119,7 @@ pub struct Snapshot {
     /// The hosts; a connection starts on the default one and moves to the one its SNI names.
     pub hosts: Vec<HostCtx>,
     /// SNI name → host.
-    pub names: Arc<HostNames>,
+    pub names: Arc<HostMatcher>,
     /// Every host's context, in host order. Only held: the SNI callbacks
     /// reach it through weak references, valid while this snapshot lives.
     #[allow(dead_code)]
@@ -133,41 +129,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// The host serving connections with no or an unknown SNI name.
     pub fn default_host(&self) -> &HostCtx {
-        &self.hosts[self.names.default]
+        &self.hosts[self.names.default_host()]
     }
 
     /// The context a new connection starts with (the default host's; the SNI
     /// callback moves it to its host's).
     pub fn initial_ctx(&self) -> &SslContext {
         &self.default_host().ssl_ctx
-    }
-}
-
-/// Which host a name selects: exact names, then `*.` wildcards (one label), else the default.
-#[derive(Default)]
-pub struct HostNames {
-    exact: std::collections::HashMap<String, usize>,
-    wildcard: std::collections::HashMap<String, usize>,
-    /// The default host's index.
-    pub default: usize,
-}
-
-impl HostNames {
-    /// The host for `name` (an SNI name or a request's normalised authority).
-    pub fn select(&self, name: Option<&str>) -> usize {
-        let Some(name) = name else {
-            return self.default;
-        };
-        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        if let Some(&i) = self.exact.get(&name) {
-            return i;
-        }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(&i) = self.wildcard.get(parent) {
-                return i;
-            }
-        }
-        self.default
     }
 }
 
@@ -196,24 +164,15 @@ pub struct HostPlan {
     pub routes: Vec<Route>,
 }
 
-/// A path prefix and the policy for requests under it.
+/// A path prefix and the policy for requests under it (whole segments:
+/// `/admin` covers `/admin` and `/admin/…`, not `/administrator`; see
+/// [`RouteTable`] for how request paths are normalised first).
 #[derive(Clone, Debug)]
 pub struct Route {
-    /// `/admin` matches `/admin`, `/admin/…` and `/admin?…`, not `/administrator`;
-    /// a prefix ending in `/` matches everything below it.
+    /// The prefix.
     pub prefix: String,
     /// Its policy.
     pub policy: Arc<CompiledPolicy>,
-}
-
-impl Route {
-    /// Whether `path` (normalised, without query) is under this prefix.
-    pub fn matches(&self, path: &str) -> bool {
-        match path.strip_prefix(self.prefix.as_str()) {
-            None => false,
-            Some(rest) => self.prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        }
-    }
 }
 
 /// The files a snapshot is built from.
@@ -263,7 +222,7 @@ pub fn host_index() -> boring::ex_data::Index<Ssl, usize> {
 pub fn connection_host(ssl: &boring::ssl::SslRef, snapshot: &Snapshot) -> usize {
     ssl.ex_data(host_index())
         .copied()
-        .unwrap_or(snapshot.names.default)
+        .unwrap_or(snapshot.names.default_host())
 }
 
 fn read(var: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -387,7 +346,7 @@ fn build_host(
     index: usize,
     src: &SnapshotSources,
     verify: &Arc<VerifyPlan>,
-    names: &Arc<HostNames>,
+    names: &Arc<HostMatcher>,
     contexts: &Arc<OnceLock<Vec<SslContext>>>,
     tickets: &Arc<TicketKeys>,
 ) -> Result<SslContext, TlsError> {
@@ -460,7 +419,7 @@ fn build_host(
     let cb_contexts = Arc::downgrade(contexts);
     b.set_servername_callback(move |ssl, _alert| {
         let host = cb_names.select(ssl.servername(boring::ssl::NameType::HOST_NAME));
-        if host == cb_names.default {
+        if host == cb_names.default_host() {
             return Ok(());
         }
         // The snapshot (which owns the contexts) outlives every handshake
@@ -521,31 +480,10 @@ pub fn build_snapshot(
         return Err(hosts_error("no host is configured".into()));
     }
 
-    let mut names = HostNames::default();
-    let mut default = None;
-    for (i, plan) in src.hosts.iter().enumerate() {
-        if plan.default {
-            if let Some(first) = default {
-                return Err(hosts_error(format!(
-                    "hosts {first} and {i} are both marked default"
-                )));
-            }
-            default = Some(i);
-        }
-        for name in &plan.names {
-            let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-            let (table, key) = match name.strip_prefix("*.") {
-                Some(parent) => (&mut names.wildcard, parent.to_owned()),
-                None => (&mut names.exact, name.clone()),
-            };
-            if let Some(other) = table.insert(key, i) {
-                return Err(hosts_error(format!(
-                    "the name {name:?} is claimed by hosts {other} and {i}"
-                )));
-            }
-        }
-    }
-    names.default = default.unwrap_or(0);
+    // Names and defaults were checked where the hosts were declared (the
+    // configuration file names the line); the first claim of a name wins.
+    let names = HostMatcher::new(src.hosts.iter().map(|h| (h.names.as_slice(), h.default)))
+        .ok_or_else(|| hosts_error("no host is configured".into()))?;
     let names = Arc::new(names);
 
     let verify = Arc::new(VerifyPlan {
@@ -555,7 +493,7 @@ pub fn build_snapshot(
             .iter()
             .map(|h| (h.mode, Arc::clone(&h.policy)))
             .collect(),
-        default: names.default,
+        default: names.default_host(),
     });
     let contexts = Arc::new(OnceLock::new());
     let mut hosts = Vec::with_capacity(src.hosts.len());
@@ -567,11 +505,13 @@ pub fn build_snapshot(
             mode: plan.mode,
             backend: plan.backend,
             policy: Arc::clone(&plan.policy),
-            routes: {
-                let mut routes = plan.routes.clone();
-                routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-                routes
-            },
+            routes: RouteTable::new(
+                (0, Arc::clone(&plan.policy)),
+                plan.routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.prefix.as_str(), (i + 1, Arc::clone(&r.policy)))),
+            ),
         });
     }
     let _ = contexts.set(hosts.iter().map(|h| h.ssl_ctx.clone()).collect());
