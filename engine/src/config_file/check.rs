@@ -89,13 +89,6 @@ pub fn check(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Ch
         }
     };
 
-    // The whole snapshot, built as the engine builds it (hosts, certificates,
-    // keys, trust, policies) — except for hosts whose certificate is in the
-    // store, checked one by one below.
-    let uses_store = file
-        .hosts
-        .iter()
-        .any(|h| matches!(h.cert, CertSource::Store(_)));
     let hosts_use_global =
         file.hosts.is_empty() || file.hosts.iter().any(|h| h.cert == CertSource::Global);
     if let Some(c) = &config {
@@ -104,27 +97,6 @@ pub fn check(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Ch
                 "no CERTGATE_TLS_CERT: hosts without cert/certificate use the development PKI"
                     .into(),
             );
-        }
-        if let (Some(tls), false) = (&c.tls, uses_store) {
-            let inputs = super::plan::PlanInputs {
-                config: c,
-                files: tls,
-                // Not started by a check: any address stands in for it.
-                echo: Some(SocketAddr::from(([127, 0, 0, 1], 9))),
-                certificate_sha256: &|_| Some([0; 32]),
-                certificate_files: &|_| None,
-            };
-            let tickets = crate::tls::tickets::TicketKeys::new();
-            match super::plan::sources(Some(&file), &inputs) {
-                Err(e) => report
-                    .problems
-                    .extend(e.problems().iter().map(ToString::to_string)),
-                Ok(sources) => {
-                    if let Err(e) = crate::tls::context::build_snapshot(c, &sources, 1, &tickets) {
-                        report.problems.push(e.to_string());
-                    }
-                }
-            }
         }
     }
 
@@ -203,12 +175,54 @@ pub fn check(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Ch
         ));
     }
 
+    // Last, and only when nothing else was found (so a problem is reported
+    // once): the whole snapshot, built as the engine builds it — hosts,
+    // certificates, keys, trust, policies. Hosts whose certificate is in the
+    // store were checked one by one above.
+    let uses_store = file
+        .hosts
+        .iter()
+        .any(|h| matches!(h.cert, CertSource::Store(_)));
+    // (Without CERTGATE_TLS_CERT the global certificate is the generated
+    // development PKI, which needs no check.)
+    if let (Some(c), true, false) = (&config, report.problems.is_empty(), uses_store) {
+        if let Some(tls) = &c.tls {
+            full_build(&mut report, c, tls, &file);
+        }
+    }
     report.effective = effective(&file, &env, config.as_ref());
     report
 }
 
 fn quoted(s: &str) -> String {
     format!("{s:?}")
+}
+
+fn full_build(
+    report: &mut CheckReport,
+    c: &Config,
+    tls: &crate::config::TlsFiles,
+    file: &FileConfig,
+) {
+    let inputs = super::plan::PlanInputs {
+        config: c,
+        files: tls,
+        // Not started by a check: any address stands in for it.
+        echo: Some(SocketAddr::from(([127, 0, 0, 1], 9))),
+        certificate_sha256: &|_| Some([0; 32]),
+        certificate_files: &|_| None,
+    };
+    let tickets = crate::tls::tickets::TicketKeys::new();
+    match super::plan::sources(Some(file), &inputs) {
+        Err(e) => report
+            .problems
+            .extend(e.problems().iter().map(ToString::to_string)),
+        Ok(sources) => {
+            if let Err(e) = crate::tls::context::build_snapshot(c, &sources, 1, &tickets) {
+                report.problems.push(e.to_string());
+            }
+        }
+    }
 }
 
 /// The effective configuration as TOML, every default spelled out.
