@@ -31,5 +31,6 @@ pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod serve;
+pub mod store;
 pub mod tls;
 pub mod trust;
