@@ -1,10 +1,11 @@
 //! The control plane's state: reloads (SIGHUP, `POST /reload`) and what `/metrics` reads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{info, warn};
 
+use crate::admin::api::CrlAdmin;
 use crate::admin::metrics::{render, Globals};
 use crate::runtime::Shared;
 use crate::tls::context::{build_snapshot, SnapshotSources, TlsError};
@@ -21,18 +22,63 @@ pub struct Control {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     draining: std::sync::atomic::AtomicBool,
+    /// The certificate store (see [`Control::store`]).
+    store: OnceLock<Arc<crate::store::Store>>,
+    /// Keeps the directory sources watched.
+    store_watches: Mutex<Vec<crate::store::dir::DirWatch>>,
+    /// What `GET /crls` reports (see [`Control::set_crl_admin`]).
+    crls: OnceLock<Arc<dyn CrlAdmin>>,
 }
 
 impl Control {
     /// Wrap the started state.
+    ///
+    /// Also opens the certificate store with a hook that changes nothing
+    /// (`main` has already checked that it loads); the engine replaces the
+    /// hook with [`crate::store::Store::set_hook`] once it builds snapshots from it.
     pub fn new(shared: Arc<Shared>, sources: SnapshotSources, tickets: Arc<TicketKeys>) -> Self {
-        Control {
+        let control = Control {
             shared,
             sources,
             tickets,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
+            store: OnceLock::new(),
+            store_watches: Mutex::new(Vec::new()),
+            crls: OnceLock::new(),
+        };
+        match crate::store::start(&control.shared.config, Arc::new(crate::store::NoopHook)) {
+            Ok(rt) => control.attach_store(rt),
+            Err(e) => warn!("certificate store unavailable: {e}"),
+        }
+        control
+    }
+
+    /// Installs the started store (the admin API serves it from now on).
+    pub fn attach_store(&self, rt: crate::store::StoreRuntime) {
+        if self.store.set(rt.store).is_ok() {
+            if let Ok(mut w) = self.store_watches.lock() {
+                *w = rt.watches;
+            }
+        }
+    }
+
+    /// The certificate store, once attached.
+    pub fn store(&self) -> Option<&Arc<crate::store::Store>> {
+        self.store.get()
+    }
+
+    /// Installs what `GET /crls` and `POST /crls/refresh` use (default: no CRLs).
+    pub fn set_crl_admin(&self, crls: Arc<dyn CrlAdmin>) {
+        let _ = self.crls.set(crls);
+    }
+
+    /// What `GET /crls` reports.
+    pub fn crl_admin(&self) -> &dyn CrlAdmin {
+        match self.crls.get() {
+            Some(c) => c.as_ref(),
+            None => &crate::admin::api::NoCrls,
         }
     }
 

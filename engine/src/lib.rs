@@ -24,6 +24,7 @@
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http;

@@ -17,8 +17,10 @@ fn init_logging(filter: &str) {
 }
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
         None => {}
+        Some("cert" | "thumbprint") => return certgate::cli::run(&args),
         Some("-h" | "--help" | "help") => {
             print!("{}", certgate::config::help_text());
             return ExitCode::SUCCESS;
@@ -40,6 +42,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log);
+    // Fail before binding anything when the store or a watched directory does not load.
+    if let Err(e) = certgate::store::start(&config, std::sync::Arc::new(certgate::store::NoopHook))
+    {
+        tracing::error!("{e}");
+        eprintln!("certgate: cannot start: certificate store: {e}");
+        return ExitCode::FAILURE;
+    }
     match certgate::serve::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

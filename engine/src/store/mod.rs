@@ -504,6 +504,61 @@ impl Store {
     }
 }
 
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreStartError {
+    /// The persisted store does not load.
+    #[error("CERTGATE_STATE_DIR: {0}")]
+    Load(#[from] PersistError),
+    /// A watched directory is missing or unreadable.
+    #[error("{var}={}: {problem}", path.display())]
+    Dir {
+        /// The variable naming it.
+        var: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// A started store: the store and the watchers of its directory sources
+/// (dropping them stops the watching).
+pub struct StoreRuntime {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Directory watchers.
+    pub watches: Vec<dir::DirWatch>,
+}
+
+/// Opens the persisted store of `config` and starts its directory sources
+/// (each scanned once before this returns).
+pub fn start(
+    config: &crate::config::Config,
+    hook: Arc<dyn StoreHook>,
+) -> Result<StoreRuntime, StoreStartError> {
+    let store = Store::open(Some(&config.state_dir), hook)?;
+    let mut watches = Vec::new();
+    for (var, kind, path) in [
+        (crate::config::CERT_DIR, Kind::Certificate, &config.cert_dir),
+        (crate::config::CA_DIR, Kind::Ca, &config.ca_dir),
+    ] {
+        let Some(path) = path else { continue };
+        let problem = |problem: String| StoreStartError::Dir {
+            var,
+            path: path.clone(),
+            problem,
+        };
+        if !path.is_dir() {
+            return Err(problem("not a directory".into()));
+        }
+        let w = dir::watch(Arc::clone(&store), kind, path.clone(), config.cert_dir_poll)
+            .map_err(|e| problem(format!("cannot start its watcher: {e}")))?;
+        watches.push(w);
+    }
+    Ok(StoreRuntime { store, watches })
+}
+
 fn read_only(e: &StoreEntry) -> StoreError {
     StoreError::ReadOnly {
         kind: e.kind,
