@@ -20,6 +20,8 @@
 //!   listener, and handles SIGHUP (reload) and SIGTERM/SIGINT (drain).
 //! * [`trust`] and [`http`] are pure: no I/O, no FFI, unit-tested on their own.
 //! * [`tls`] is the only module that touches BoringSSL.
+//! * [`store`] holds uploaded and directory-sourced certificates; [`admin`]
+//!   serves it over the admin API, and [`cli`] is its command-line client.
 //!
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
