@@ -121,6 +121,17 @@ impl StoreContents {
 
 /// How store changes reach the engine. Implemented by the engine (the trust
 /// snapshot builder); [`NoopHook`] and [`RecordingHook`] serve tests.
+///
+/// Contract:
+/// * `apply` and `users` are called with the store's change lock held: they
+///   must not call [`Store::put`], [`Store::delete`] or
+///   [`Store::replace_dir_entries`] (deadlock). [`Store::contents`] still
+///   returns the *previous* contents during `apply`; build from the argument.
+/// * `apply` is called from the admin runtime's thread (API changes) **and**
+///   from the directory watcher threads (`certgate-dir-*`): serialise it with
+///   any other snapshot builder (SIGHUP reload) so generations do not race.
+/// * After a failed persist, `apply` is called again with the previous
+///   contents; it should not fail then (it built them before).
 pub trait StoreHook: Send + Sync {
     /// Build and publish a snapshot from `contents`. `Err(message)` means the
     /// change would leave the configuration invalid: it is refused (409 with
