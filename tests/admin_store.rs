@@ -160,6 +160,8 @@ fn store_lifecycle_survives_restart(io: &str) {
     let big = vec![b'A'; 2 * 1024 * 1024];
     let (s, _) = authed(&engine, "PUT", "/certificates/big", &big, &[]);
     assert_eq!(s, 413);
+    // Authentication comes before the body limit.
+    assert_eq!(call(admin, "PUT", "/certificates/big", &big, &[]).0, 401);
 
     let (s, v) = authed(&engine, "GET", "/certificates", b"", &[]);
     assert_eq!(s, 200);

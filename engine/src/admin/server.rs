@@ -76,9 +76,8 @@ pub fn route(control: &Control, method: &str, path: &str) -> BytesMut {
     }
 }
 
-/// Answer one admin request with its body: authentication, then the store
-/// and CRL API, then the plain endpoints.
-pub fn route_request(control: &Control, req: &Request, body: &[u8]) -> BytesMut {
+/// The 401 answer when `req` lacks the configured bearer token (`/healthz` is always open).
+fn unauthorized(control: &Control, req: &Request) -> Option<BytesMut> {
     let path = req.target.split('?').next().unwrap_or("");
     let token = control
         .shared
@@ -86,18 +85,30 @@ pub fn route_request(control: &Control, req: &Request, body: &[u8]) -> BytesMut 
         .admin_token
         .as_ref()
         .map(|t| t.0.as_str());
-    if path != "/healthz" && !api::authorized(token, req.header("authorization")) {
-        let r = ApiResponse::error(
-            401,
-            format!("{path}: missing or wrong bearer token (Authorization: Bearer <CERTGATE_ADMIN_TOKEN>)"),
-        );
-        return response_with(
-            401,
-            "application/json",
-            &r.body,
-            "WWW-Authenticate: Bearer realm=\"certgate admin\"\r\n",
-        );
+    if path == "/healthz" || api::authorized(token, req.header("authorization")) {
+        return None;
     }
+    let r = ApiResponse::error(
+        401,
+        format!(
+            "{path}: missing or wrong bearer token (Authorization: Bearer <CERTGATE_ADMIN_TOKEN>)"
+        ),
+    );
+    Some(response_with(
+        401,
+        "application/json",
+        &r.body,
+        "WWW-Authenticate: Bearer realm=\"certgate admin\"\r\n",
+    ))
+}
+
+/// Answer one admin request with its body: authentication, then the store
+/// and CRL API, then the plain endpoints.
+pub fn route_request(control: &Control, req: &Request, body: &[u8]) -> BytesMut {
+    if let Some(denied) = unauthorized(control, req) {
+        return denied;
+    }
+    let path = req.target.split('?').next().unwrap_or("");
     let password = match req.header(PASSWORD_HEADER).map(std::str::from_utf8) {
         None => None,
         Some(Ok(p)) => Some(p),
@@ -142,6 +153,12 @@ async fn serve_one(mut sock: TcpStream, control: Arc<Control>) {
             _ => return,
         }
     };
+    // Before reading any body: an unauthenticated client gets 401 at once.
+    if let Some(denied) = unauthorized(&control, &req) {
+        let _ = sock.write_all(&denied).await;
+        let _ = sock.shutdown().await;
+        return;
+    }
     let body_len = match req.body {
         BodyKind::None | BodyKind::CloseDelimited => 0,
         BodyKind::ContentLength(n) if n > MAX_BODY as u64 => {
