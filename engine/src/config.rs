@@ -30,7 +30,7 @@ macro_rules! vars {
 
 vars! {
     LISTEN = "CERTGATE_LISTEN", "0.0.0.0:8443", "TLS listener address (every worker binds it with SO_REUSEPORT)";
-    ADMIN_LISTEN = "CERTGATE_ADMIN_LISTEN", "127.0.0.1:9901", "admin listener: GET /metrics, GET /healthz, POST /reload";
+    ADMIN_LISTEN = "CERTGATE_ADMIN_LISTEN", "127.0.0.1:9901", "admin listener: /metrics, /healthz, /reload and the certificate store API (docs/admin-api.md)";
     BACKEND = "CERTGATE_BACKEND", "(built-in echo)", "backend base URL, http://host:port";
     TLS_CERT = "CERTGATE_TLS_CERT", "(dev PKI)", "server certificate chain, PEM (leaf first)";
     TLS_KEY = "CERTGATE_TLS_KEY", "(dev PKI)", "server private key, PEM (ECDSA or RSA)";
@@ -57,6 +57,11 @@ vars! {
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
     CONFIG = "CERTGATE_CONFIG", "(none)", "TOML file: [defaults] for these variables, hosts, routes, policies (a set variable overrides its default)";
+    ADMIN_TOKEN = "CERTGATE_ADMIN_TOKEN", "(none)", "bearer token for the admin API (every endpoint but /healthz); required when CERTGATE_ADMIN_LISTEN is not loopback";
+    CERT_DIR = "CERTGATE_CERT_DIR", "(none)", "watched directory of certificates (<id>.pem|.crt|.cer|.der [+ <id>.key], <id>.pfx|.p12 [+ <id>.password], <id>/tls.crt [+ tls.key])";
+    CA_DIR = "CERTGATE_CA_DIR", "(none)", "watched directory of trusted CA certificates (same layout as CERTGATE_CERT_DIR)";
+    CERT_DIR_POLL_SECS = "CERTGATE_CERT_DIR_POLL_SECS", "5", "rescan period of CERTGATE_CERT_DIR and CERTGATE_CA_DIR (inotify applies changes sooner; this is the fallback)";
+    CERT_PASSWORD = "CERTGATE_CERT_PASSWORD", "(none)", "certgate cert add / thumbprint: the PKCS#12/PFX password (instead of --password); the engine ignores it";
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -217,6 +222,24 @@ pub struct Config {
     pub dev_mode: bool,
     /// The `CERTGATE_CONFIG` file (hosts, routes, policies), when one is given.
     pub file: Option<std::sync::Arc<crate::config_file::FileConfig>>,
+    /// Admin API bearer token.
+    pub admin_token: Option<AdminToken>,
+    /// Watched certificate directory.
+    pub cert_dir: Option<PathBuf>,
+    /// Watched CA certificate directory.
+    pub ca_dir: Option<PathBuf>,
+    /// Rescan period of the watched directories.
+    pub cert_dir_poll: Duration,
+}
+
+/// The admin bearer token; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 struct Vars(BTreeMap<String, String>);
@@ -398,6 +421,10 @@ impl Config {
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
             file,
+            admin_token: vars.get(ADMIN_TOKEN).map(|t| AdminToken(t.to_string())),
+            cert_dir: vars.path(CERT_DIR),
+            ca_dir: vars.path(CA_DIR),
+            cert_dir_poll: vars.secs(CERT_DIR_POLL_SECS, 5)?,
         };
         config.validate()?;
         Ok(config)
@@ -452,6 +479,24 @@ impl Config {
             1,
             3_600_000,
         )?;
+        range(CERT_DIR_POLL_SECS, self.cert_dir_poll.as_secs(), 1, 86_400)?;
+        match &self.admin_token {
+            None if !self.admin_listen.ip().is_loopback() => {
+                return Err(ConfigError::Missing {
+                    var: ADMIN_TOKEN,
+                    why: "CERTGATE_ADMIN_LISTEN is not a loopback address, and the admin API \
+                          (certificate store, reload) must not be open to the network without a bearer token",
+                })
+            }
+            Some(t) if t.0.len() < 16 || t.0.chars().any(|c| !c.is_ascii_graphic()) => {
+                return Err(invalid(
+                    ADMIN_TOKEN,
+                    "(hidden)",
+                    "must be at least 16 printable ASCII characters without spaces".into(),
+                ))
+            }
+            _ => {}
+        }
         if self.client_cert != ClientCertMode::Off {
             let has_ca = self.tls.as_ref().is_none_or(|t| t.client_ca.is_some());
             if !has_ca {
@@ -527,7 +572,9 @@ pub fn help_text() -> String {
         "certgate: TLS termination with client-certificate authentication\n\n\
          USAGE:\n    certgate            run (configured by CERTGATE_* environment variables)\n    \
          certgate --help     this text\n    certgate --version\n    \
-         certgate check-config [FILE]   validate a CERTGATE_CONFIG file, print the effective configuration\n\n\
+         certgate check-config [FILE]   validate a CERTGATE_CONFIG file, print the effective configuration\n    \
+         certgate cert add|list|delete ...   manage the certificate store through the admin API\n    \
+         certgate thumbprint FILE            SHA-1/SHA-256 thumbprints (hex, x5t, x5t#S256)\n\n\
          With no configuration at all, certgate generates a development PKI in the state\n\
          directory and proxies to a built-in echo backend.\n\nENVIRONMENT:\n",
     );
@@ -618,6 +665,29 @@ mod tests {
         );
         assert!(parse_backend("https://127.0.0.1:1").is_err());
         assert!(parse_backend("http://127.0.0.1:1/api").is_err());
+    }
+
+    #[test]
+    fn non_loopback_admin_needs_a_token() {
+        let e = cfg(&[(ADMIN_LISTEN, "0.0.0.0:9901")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(ADMIN_TOKEN) && e.contains("loopback"), "{e}");
+        let e = cfg(&[(ADMIN_LISTEN, "0.0.0.0:9901"), (ADMIN_TOKEN, "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(ADMIN_TOKEN) && !e.contains("short"), "{e}");
+        let c = cfg(&[
+            (ADMIN_LISTEN, "0.0.0.0:9901"),
+            (ADMIN_TOKEN, "0123456789abcdef0123"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_token.as_ref().map(|t| t.0.len()), Some(20));
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+        assert!(cfg(&[(ADMIN_LISTEN, "[::1]:9901")]).is_ok());
+        assert_eq!(cfg(&[]).unwrap().cert_dir_poll, Duration::from_secs(5));
+        let e = cfg(&[(CERT_DIR_POLL_SECS, "0")]).unwrap_err().to_string();
+        assert!(e.contains(CERT_DIR_POLL_SECS), "{e}");
     }
 
     #[test]

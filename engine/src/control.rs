@@ -1,19 +1,22 @@
 //! The control plane's state: reloads (SIGHUP, `POST /reload`) and what `/metrics` reads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{info, warn};
 
+use crate::admin::api::CrlAdmin;
 use crate::admin::metrics::{render, Globals};
 use crate::runtime::Shared;
+use crate::store::{Kind, StoreContents, StoreHook};
 use crate::tls::context::{build_snapshot, SnapshotSources, TlsError};
 use crate::tls::tickets::TicketKeys;
 
 /// Produces the snapshot sources: re-reads the configuration file (when there
 /// is one) and resolves its hosts. Called at start and by every reload.
-pub type Planner =
-    Box<dyn Fn() -> Result<SnapshotSources, crate::config_file::FileError> + Send + Sync>;
+pub type Planner = Box<
+    dyn Fn(&StoreContents) -> Result<SnapshotSources, crate::config_file::FileError> + Send + Sync,
+>;
 
 /// Why a reload did not take effect (the previous snapshot stays in force).
 #[derive(Debug, thiserror::Error)]
@@ -37,28 +40,119 @@ pub struct Control {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     draining: std::sync::atomic::AtomicBool,
+    /// The certificate store (see [`Control::store`]).
+    store: OnceLock<Arc<crate::store::Store>>,
+    /// Keeps the directory sources watched.
+    store_watches: Mutex<Vec<crate::store::dir::DirWatch>>,
+    /// What `GET /crls` reports (see [`Control::set_crl_admin`]).
+    crls: OnceLock<Arc<dyn CrlAdmin>>,
+    /// Serialises snapshot rebuilds (SIGHUP, `POST /reload`, store changes
+    /// from the admin API and the directory watchers), so generations never race.
+    rebuild: Mutex<()>,
+}
+
+/// Applies certificate-store changes: a change is accepted only if the
+/// snapshot builds with it, and then it is in force.
+struct SnapshotHook(std::sync::Weak<Control>);
+
+impl StoreHook for SnapshotHook {
+    fn apply(&self, contents: &StoreContents) -> Result<(), String> {
+        let Some(control) = self.0.upgrade() else {
+            return Err("the engine is shutting down".into());
+        };
+        control
+            .rebuild_from(contents)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn users(&self, kind: Kind, id: &str) -> Vec<String> {
+        let Some(control) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        match kind {
+            Kind::Certificate => control
+                .shared
+                .snapshot
+                .load()
+                .store_users
+                .get(id)
+                .cloned()
+                .unwrap_or_default(),
+            Kind::Ca => Vec::new(),
+        }
+    }
 }
 
 impl Control {
-    /// Wrap the started state.
-    pub fn new(shared: Arc<Shared>, planner: Planner, tickets: Arc<TicketKeys>) -> Self {
-        Control {
+    /// Wrap the started state, and make store changes rebuild the snapshot.
+    pub fn start(
+        shared: Arc<Shared>,
+        planner: Planner,
+        tickets: Arc<TicketKeys>,
+        store: crate::store::StoreRuntime,
+    ) -> Arc<Control> {
+        let control = Arc::new(Control {
             shared,
             planner,
             tickets,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
+            store: OnceLock::new(),
+            store_watches: Mutex::new(Vec::new()),
+            crls: OnceLock::new(),
+            rebuild: Mutex::new(()),
+        });
+        store
+            .store
+            .set_hook(Arc::new(SnapshotHook(Arc::downgrade(&control))));
+        control.attach_store(store);
+        control
+    }
+
+    /// Installs the started store (the admin API serves it from now on).
+    pub fn attach_store(&self, rt: crate::store::StoreRuntime) {
+        if self.store.set(rt.store).is_ok() {
+            if let Ok(mut w) = self.store_watches.lock() {
+                *w = rt.watches;
+            }
+        }
+    }
+
+    /// The certificate store, once attached.
+    pub fn store(&self) -> Option<&Arc<crate::store::Store>> {
+        self.store.get()
+    }
+
+    /// Installs what `GET /crls` and `POST /crls/refresh` use (default: no CRLs).
+    pub fn set_crl_admin(&self, crls: Arc<dyn CrlAdmin>) {
+        let _ = self.crls.set(crls);
+    }
+
+    /// What `GET /crls` reports.
+    pub fn crl_admin(&self) -> &dyn CrlAdmin {
+        match self.crls.get() {
+            Some(c) => c.as_ref(),
+            None => &crate::admin::api::NoCrls,
         }
     }
 
     /// Re-read every file and publish a new snapshot. On failure the current one stays.
-    ///
-    /// Called from the main thread only (signal handler and admin server share
-    /// its single-threaded runtime), so generations never race.
     pub fn reload(&self) -> Result<u64, ReloadError> {
+        let contents = match self.store() {
+            Some(store) => store.contents(),
+            None => Arc::new(StoreContents::default()),
+        };
+        self.rebuild_from(&contents)
+    }
+
+    /// Build a snapshot from the files and `contents` and publish it. On
+    /// failure the current one stays.
+    pub fn rebuild_from(&self, contents: &StoreContents) -> Result<u64, ReloadError> {
+        let _one_at_a_time = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.shared.snapshot.load().generation + 1;
-        let built = (self.planner)()
+        let built = (self.planner)(contents)
             .map_err(ReloadError::from)
             .and_then(|sources| {
                 build_snapshot(&self.shared.config, &sources, generation, &self.tickets)

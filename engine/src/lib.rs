@@ -21,10 +21,13 @@
 //!   listener, and handles SIGHUP (reload) and SIGTERM/SIGINT (drain).
 //! * [`trust`] and [`http`] are pure: no I/O, no FFI, unit-tested on their own.
 //! * [`tls`] is the only module that touches BoringSSL.
+//! * [`store`] holds uploaded and directory-sourced certificates; [`admin`]
+//!   serves it over the admin API, and [`cli`] is its command-line client.
 //!
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod control;
@@ -33,5 +36,6 @@ pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod serve;
+pub mod store;
 pub mod tls;
 pub mod trust;

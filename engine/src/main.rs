@@ -17,8 +17,10 @@ fn init_logging(filter: &str) {
 }
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
         None => {}
+        Some("cert" | "thumbprint") => return certgate::cli::run(&args),
         Some("-h" | "--help" | "help") => {
             print!("{}", certgate::config::help_text());
             return ExitCode::SUCCESS;

@@ -22,6 +22,9 @@ pub enum StartError {
     /// Configuration problem.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The certificate store or a watched directory does not load.
+    #[error("certificate store: {0}")]
+    Store(#[from] crate::store::StoreStartError),
     /// The configuration file's hosts are inconsistent.
     #[error(transparent)]
     File(#[from] crate::config_file::FileError),
@@ -88,7 +91,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     // environment's single catch-all host.
     let planner: Planner = {
         let config = config.clone();
-        Box::new(move || {
+        Box::new(move |store: &crate::store::StoreContents| {
             let file = match &config.file {
                 Some(f) => Some(Arc::new(crate::config_file::FileConfig::load(&f.path)?)),
                 None => None,
@@ -97,13 +100,15 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 config: &config,
                 files: &files,
                 echo,
-                certificate_sha256: &|_| None,
-                certificate_files: &|_| None,
+                store: Some(store),
             };
             crate::config_file::plan::sources(file.as_deref(), &inputs)
         })
     };
-    let sources = planner()?;
+    // The certificate store (and its watched directories) first: hosts and
+    // trust may name its entries. A store that does not load stops start-up.
+    let store = crate::store::start(&config, Arc::new(crate::store::NoopHook))?;
+    let sources = planner(&store.store.contents())?;
     let backend_addr = sources.hosts[0].backend;
 
     let tickets = TicketKeys::new();
@@ -144,7 +149,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         io,
         stats,
     });
-    let control = Arc::new(Control::new(Arc::clone(&shared), planner, tickets));
+    let control = Control::start(Arc::clone(&shared), planner, tickets, store);
 
     if io == crate::runtime::IoBackend::Epoll && config.io == crate::config::IoChoice::Auto {
         warn!("io backend: epoll ({why})");

@@ -1,5 +1,6 @@
-//! The admin plane: metrics, health, reload, and the development echo backend.
+//! The admin plane: metrics, health, reload, the certificate store API, and the development echo backend.
 
+pub mod api;
 pub mod echo;
 pub mod metrics;
 pub mod server;

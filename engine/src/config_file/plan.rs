@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::{CertSource, FileConfig, FileError};
 use crate::config::{Backend, Config, TlsFiles};
-use crate::tls::context::{HostPlan, Route, SnapshotSources};
+use crate::store::StoreContents;
+use crate::tls::context::{HostPlan, Route, ServerCert, SnapshotSources};
 use crate::trust::policy::CompiledPolicy;
 
 /// What the hosts may refer to outside the file.
@@ -18,10 +19,10 @@ pub struct PlanInputs<'a> {
     pub files: &'a TlsFiles,
     /// The built-in echo backend's address, when it runs.
     pub echo: Option<SocketAddr>,
-    /// A store certificate's SHA-256 by id (for `certificate-id` identities).
-    pub certificate_sha256: &'a dyn Fn(&str) -> Option<[u8; 32]>,
-    /// A store certificate's chain and key files by id (for a host's `certificate`).
-    pub certificate_files: &'a dyn Fn(&str) -> Option<(PathBuf, PathBuf)>,
+    /// The certificate store: host certificates by id, trusted CAs, and the
+    /// certificates `certificate-id` identities name. `None` (check-config):
+    /// every id is taken to exist.
+    pub store: Option<&'a StoreContents>,
 }
 
 fn backend_addr(backend: &Backend, echo: Option<SocketAddr>) -> Option<SocketAddr> {
@@ -61,8 +62,25 @@ pub fn sources(
     if file.hosts.is_empty() {
         return single();
     }
-    let policies: BTreeMap<String, Arc<CompiledPolicy>> =
-        file.compile_policies(inputs.certificate_sha256)?;
+    let sha256 = |id: &str| -> Option<[u8; 32]> {
+        match inputs.store {
+            None => Some([0; 32]),
+            Some(store) => store
+                .certificates
+                .get(id)
+                .map(|e| e.material.meta.digests.sha256),
+        }
+    };
+    let policies: BTreeMap<String, Arc<CompiledPolicy>> = file.compile_policies(&sha256)?;
+    let mut store_users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, p) in &policies {
+        for id in p.referenced_certificate_ids() {
+            store_users
+                .entry(id.clone())
+                .or_default()
+                .push(format!("policy {name:?} (certificate-id)"));
+        }
+    }
     let policy = |name: &Option<String>| match name {
         None => Some(Arc::new(CompiledPolicy::default())),
         Some(n) => policies.get(n).cloned(),
@@ -71,25 +89,52 @@ pub fn sources(
     let mut hosts = Vec::with_capacity(file.hosts.len());
     for (i, h) in file.hosts.iter().enumerate() {
         let at = |k: &str| format!("{}:{}: hosts[{i}].{k}", file.path.display(), h.line);
-        let (cert, key, cert_origin, key_origin) = match &h.cert {
-            CertSource::Files { cert, key } => (cert.clone(), key.clone(), at("cert"), at("key")),
-            CertSource::Global => (
-                files.cert.clone(),
-                files.key.clone(),
-                crate::config::TLS_CERT.to_owned(),
-                crate::config::TLS_KEY.to_owned(),
-            ),
-            CertSource::Store(id) => match (inputs.certificate_files)(id) {
-                Some((cert, key)) => (cert, key, at("certificate"), at("certificate")),
-                None => {
-                    problems.push(file.problem(
-                        h.line,
-                        &format!("hosts[{i}].certificate"),
-                        format!("no certificate with a private key has the id {id:?} in the store"),
-                    ));
-                    continue;
-                }
+        let cert = match &h.cert {
+            CertSource::Files { cert, key } => ServerCert::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+                cert_origin: at("cert"),
+                key_origin: at("key"),
             },
+            CertSource::Global => ServerCert::Files {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                cert_origin: crate::config::TLS_CERT.to_owned(),
+                key_origin: crate::config::TLS_KEY.to_owned(),
+            },
+            CertSource::Store(id) => {
+                store_users.entry(id.clone()).or_default().push(format!(
+                    "host {:?} (certificate)",
+                    h.names.first().map_or("*", |n| n.as_str())
+                ));
+                // (check-config, which has no store, does not build hosts that use it.)
+                let Some(store) = inputs.store else {
+                    continue;
+                };
+                match store
+                    .certificates
+                    .get(id)
+                    .and_then(|e| e.material.key.clone().map(|k| (e, k)))
+                {
+                    Some((e, key)) => ServerCert::Stored {
+                        id: id.clone(),
+                        chain: std::iter::once(e.material.cert.clone())
+                            .chain(e.material.chain.iter().cloned())
+                            .collect(),
+                        key,
+                    },
+                    None => {
+                        problems.push(file.problem(
+                            h.line,
+                            &format!("hosts[{i}].certificate"),
+                            format!(
+                                "no certificate with a private key has the id {id:?} in the store"
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
         };
         let backend = match &h.backend {
             Some(b) => backend_addr(b, inputs.echo),
@@ -125,9 +170,6 @@ pub fn sources(
             names: h.names.clone(),
             default: h.default,
             cert,
-            key,
-            cert_origin,
-            key_origin,
             mode: h.client_cert.unwrap_or(config.client_cert),
             backend,
             policy: host_policy,
@@ -140,8 +182,24 @@ pub fn sources(
     Ok(SnapshotSources {
         hosts,
         client_ca: files.client_ca.clone(),
+        extra_cas: store_cas(inputs.store),
         thumbprints: files.thumbprints.clone(),
+        store_users,
     })
+}
+
+/// The store's trusted CAs (each entry's certificate and the ones that came with it).
+fn store_cas(store: Option<&StoreContents>) -> Vec<boring::x509::X509> {
+    let Some(store) = store else {
+        return Vec::new();
+    };
+    store
+        .ca_certificates
+        .values()
+        .flat_map(|e| {
+            std::iter::once(e.material.cert.clone()).chain(e.material.chain.iter().cloned())
+        })
+        .collect()
 }
 
 /// Whether any host (or the default) uses the built-in echo backend.

@@ -120,6 +120,8 @@ pub struct Snapshot {
     pub hosts: Vec<HostCtx>,
     /// SNI name → host.
     pub names: Arc<HostMatcher>,
+    /// Store certificate id → what uses it (hosts, policies).
+    pub store_users: std::collections::BTreeMap<String, Vec<String>>,
     /// Every host's context, in host order. Only held: the SNI callbacks
     /// reach it through weak references, valid while this snapshot lives.
     #[allow(dead_code)]
@@ -139,6 +141,31 @@ impl Snapshot {
     }
 }
 
+/// Where a host's server certificate and key come from.
+#[derive(Clone, Debug)]
+pub enum ServerCert {
+    /// PEM files.
+    Files {
+        /// Chain PEM, leaf first.
+        cert: PathBuf,
+        /// Key PEM.
+        key: PathBuf,
+        /// What names the certificate in errors (a variable, or `file:line: key`).
+        cert_origin: String,
+        /// What names the key in errors.
+        key_origin: String,
+    },
+    /// A certificate in the store (with its private key).
+    Stored {
+        /// Its id.
+        id: String,
+        /// Leaf, then chain.
+        chain: Vec<X509>,
+        /// The matching key.
+        key: PKey<boring::pkey::Private>,
+    },
+}
+
 /// How one host is built.
 #[derive(Clone, Debug)]
 pub struct HostPlan {
@@ -146,14 +173,8 @@ pub struct HostPlan {
     pub names: Vec<String>,
     /// Serves connections with no or an unknown SNI name.
     pub default: bool,
-    /// Server chain PEM.
-    pub cert: PathBuf,
-    /// Server key PEM.
-    pub key: PathBuf,
-    /// What names the certificate in errors (a variable, or `file:line: key`).
-    pub cert_origin: String,
-    /// What names the key in errors.
-    pub key_origin: String,
+    /// The server certificate and key.
+    pub cert: ServerCert,
     /// Client-certificate mode.
     pub mode: ClientCertMode,
     /// Where requests go.
@@ -182,8 +203,12 @@ pub struct SnapshotSources {
     pub hosts: Vec<HostPlan>,
     /// Client CA bundle.
     pub client_ca: Option<PathBuf>,
+    /// Trusted CA certificates from the store, besides the bundle.
+    pub extra_cas: Vec<X509>,
     /// Allowlist.
     pub thumbprints: Option<PathBuf>,
+    /// Store certificate id → what uses it (hosts, policies): deleting it is refused.
+    pub store_users: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl SnapshotSources {
@@ -197,17 +222,21 @@ impl SnapshotSources {
             hosts: vec![HostPlan {
                 names: Vec::new(),
                 default: true,
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-                cert_origin: crate::config::TLS_CERT.into(),
-                key_origin: crate::config::TLS_KEY.into(),
+                cert: ServerCert::Files {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                    cert_origin: crate::config::TLS_CERT.into(),
+                    key_origin: crate::config::TLS_KEY.into(),
+                },
                 mode,
                 backend,
                 policy: Arc::new(CompiledPolicy::default()),
                 routes: Vec::new(),
             }],
             client_ca: files.client_ca.clone(),
+            extra_cas: Vec::new(),
             thumbprints: files.thumbprints.clone(),
+            store_users: Default::default(),
         }
     }
 }
@@ -261,20 +290,24 @@ fn load_certs(var: &str, path: &Path) -> Result<Vec<X509>, TlsError> {
 fn build_trust(config: &Config, src: &SnapshotSources, generation: u64) -> Result<Trust, TlsError> {
     use crate::config::CLIENT_CA;
     let mut bundle = std::collections::HashSet::new();
-    let store = match &src.client_ca {
-        None => None,
-        Some(path) => {
+    let file_cas = match &src.client_ca {
+        None => Vec::new(),
+        Some(path) => load_certs(CLIENT_CA, path)?,
+    };
+    let store = match file_cas.is_empty() && src.extra_cas.is_empty() {
+        true => None,
+        false => {
             let mut b = X509StoreBuilder::new().map_err(setup("X509 store"))?;
-            for cert in load_certs(CLIENT_CA, path)? {
+            for cert in file_cas.iter().chain(&src.extra_cas) {
                 let digest = cert
                     .digest(boring::hash::MessageDigest::sha256())
                     .map_err(setup("bundle digest"))?;
                 let mut d = [0u8; 32];
                 d.copy_from_slice(&digest);
-                bundle.insert(d);
-                b.add_cert(&cert).map_err(|e| {
-                    content(CLIENT_CA, path, format!("cannot add certificate: {e}"))
-                })?;
+                if !bundle.insert(d) {
+                    continue; // the same CA from the file and the store
+                }
+                b.add_cert(cert).map_err(setup("trust store"))?;
             }
             let param = b.verify_param_mut();
             param.set_depth(config.max_chain_depth as i32);
@@ -316,11 +349,16 @@ fn verify_mode(mode: ClientCertMode) -> SslVerifyMode {
 /// The CA names sent in the CertificateRequest.
 fn ca_names(src: &SnapshotSources) -> Result<Option<Stack<X509Name>>, TlsError> {
     use crate::config::CLIENT_CA;
-    let Some(path) = &src.client_ca else {
-        return Ok(None);
+    let mut cas = match &src.client_ca {
+        Some(path) => load_certs(CLIENT_CA, path)?,
+        None => Vec::new(),
     };
+    cas.extend(src.extra_cas.iter().cloned());
+    if cas.is_empty() {
+        return Ok(None);
+    }
     let mut names = Stack::new().map_err(setup("CA names"))?;
-    for cert in load_certs(CLIENT_CA, path)? {
+    for cert in cas {
         let name = cert
             .subject_name()
             .to_der()
@@ -362,28 +400,41 @@ fn build_host(
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
 
     // Server certificate chain and key.
-    let chain = load_certs(&plan.cert_origin, &plan.cert)?;
-    let key_pem = read(&plan.key_origin, &plan.key)?;
-    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| {
-        content(
-            &plan.key_origin,
-            &plan.key,
-            format!("not a PEM private key: {e}"),
-        )
-    })?;
+    let (chain, key, mismatch) = match &plan.cert {
+        ServerCert::Files {
+            cert,
+            key,
+            cert_origin,
+            key_origin,
+        } => {
+            let chain = load_certs(cert_origin, cert)?;
+            let key_pem = read(key_origin, key)?;
+            let pkey = PKey::private_key_from_pem(&key_pem)
+                .map_err(|e| content(key_origin, key, format!("not a PEM private key: {e}")))?;
+            let mismatch = TlsError::KeyMismatch {
+                key_var: key_origin.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            (chain, pkey, mismatch)
+        }
+        ServerCert::Stored { id, chain, key } => {
+            let mismatch =
+                TlsError::Hosts(format!("store certificate {id:?}: its key does not match"));
+            (chain.clone(), key.clone(), mismatch)
+        }
+    };
     let mut chain = chain.into_iter();
-    let leaf = chain.next().expect("load_certs returns at least one");
+    let Some(leaf) = chain.next() else {
+        return Err(hosts_error("a host has an empty certificate chain".into()));
+    };
     b.set_certificate(&leaf).map_err(setup("certificate"))?;
     for extra in chain {
         b.add_extra_chain_cert(extra).map_err(setup("chain"))?;
     }
-    let mismatch = || TlsError::KeyMismatch {
-        key_var: plan.key_origin.clone(),
-        cert: plan.cert.clone(),
-        key: plan.key.clone(),
-    };
-    b.set_private_key(&key).map_err(|_| mismatch())?;
-    b.check_private_key().map_err(|_| mismatch())?;
+    b.set_private_key(&key)
+        .and_then(|()| b.check_private_key())
+        .map_err(|_| mismatch)?;
 
     // ALPN: HTTP/1.1 only for now; a client offering only h2 goes on without ALPN.
     b.set_alpn_select_callback(|_, client| {
@@ -520,6 +571,7 @@ pub fn build_snapshot(
         trust,
         hosts,
         names,
+        store_users: src.store_users.clone(),
         contexts,
     })
 }

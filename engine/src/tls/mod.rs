@@ -5,6 +5,7 @@
 //! crate does not wrap (the one other block pins worker threads to CPUs); each
 //! block carries a `SAFETY:` note.
 
+pub mod certfile;
 pub mod certinfo;
 pub mod context;
 pub mod facts;
