@@ -30,6 +30,27 @@ fn admin_request(engine: &Engine, method: &str, path: &str) -> (u16, String) {
     (r.status, r.body_str())
 }
 
+/// `method path` with `body` on the admin listener → (status, body).
+pub fn admin_send(engine: &Engine, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let addr = engine.admin_addr();
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("admin connect to {addr}: {e}"));
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = HttpConn::new(tcp);
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    c.send(&req)
+        .unwrap_or_else(|e| panic!("admin {method} {path}: {e}"));
+    let r = c
+        .read_response()
+        .unwrap_or_else(|e| panic!("admin {method} {path}: no response: {e}"));
+    (r.status, r.body_str())
+}
+
 /// `GET path` on the admin listener → (status, body).
 pub fn admin_get(engine: &Engine, path: &str) -> (u16, String) {
     admin_request(engine, "GET", path)

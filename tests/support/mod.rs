@@ -10,7 +10,7 @@ pub mod engine;
 pub mod pki;
 pub mod tools;
 
-pub use admin::{admin_get, admin_post, metric, metric_opt, wait_metric_above};
+pub use admin::{admin_get, admin_post, admin_send, metric, metric_opt, wait_metric_above};
 pub use backend::{unused_port, Backend, Recorded};
 pub use client::{raw_connect, HttpConn, Identity, Response, TlsClient, TlsConn, TlsVersion};
 pub use engine::{block_io_uring, Engine};

@@ -50,11 +50,9 @@ pub fn sources(
                 message: "the echo backend is not running".into(),
             }])
         })?;
-        Ok(SnapshotSources::single_host(
-            files,
-            config.client_cert,
-            backend,
-        ))
+        let mut sources = SnapshotSources::single_host(files, config.client_cert, backend);
+        sources.extra_cas = store_cas(inputs.store);
+        Ok(sources)
     };
     let Some(file) = file else {
         return single();
