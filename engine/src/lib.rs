@@ -20,6 +20,8 @@
 //!   listener, and handles SIGHUP (reload) and SIGTERM/SIGINT (drain).
 //! * [`trust`] and [`http`] are pure: no I/O, no FFI, unit-tested on their own.
 //! * [`tls`] is the only module that touches BoringSSL.
+//! * [`revocation`] keeps CRLs fresh on a background thread and publishes the
+//!   [`trust::RevocationIndex`] the verifier reads.
 //!
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
@@ -29,6 +31,7 @@ pub mod control;
 pub mod http;
 pub mod listener;
 pub mod proxy;
+pub mod revocation;
 pub mod runtime;
 pub mod serve;
 pub mod tls;

@@ -1,11 +1,13 @@
-//! Trust decisions without I/O or FFI: thumbprints, allowlist, verdict cache.
+//! Trust decisions without I/O or FFI: thumbprints, allowlist, verdict cache, revocation index.
 //!
 //! The only I/O is [`Allowlist::load`] reading the allowlist file.
 
 pub mod allowlist;
+pub mod revocation;
 pub mod thumbprint;
 pub mod verdict_cache;
 
 pub use allowlist::{Allowlist, AllowlistError};
+pub use revocation::{IssuerKey, RevocationIndex, RevocationStatus};
 pub use thumbprint::{upper_hex, CertDigests, Thumbprint, ThumbprintError};
 pub use verdict_cache::{VerdictCache, VerdictKey};
