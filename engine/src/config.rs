@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::revocation::{CrlSettings, CrlSource, MissingPolicy};
+
 /// One documented environment variable.
 pub struct Var {
     /// The full name, `CERTGATE_…`.
@@ -56,6 +58,11 @@ vars! {
     URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
+    CRL = "CERTGATE_CRL", "(none)", "comma-separated CRL sources: files (PEM or DER) and http:// URLs";
+    CRL_FOLLOW_CDP = "CERTGATE_CRL_FOLLOW_CDP", "0", "1 also fetches (in the background) the CRL distribution points named by verified client certificates";
+    CRL_REFRESH_SECS = "CERTGATE_CRL_REFRESH_SECS", "3600", "longest time between two reads of a CRL source (sooner at the CRL's nextUpdate)";
+    CRL_GRACE_SECS = "CERTGATE_CRL_GRACE_SECS", "86400", "how long a CRL past its nextUpdate stays in force";
+    CRL_MISSING = "CERTGATE_CRL_MISSING", "deny", "verdict when the issuer's CRL is missing or stale: deny | allow";
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -210,6 +217,8 @@ pub struct Config {
     pub log: String,
     /// True when nothing was configured: development PKI and echo backend.
     pub dev_mode: bool,
+    /// Revocation: CRL sources, refresh, grace and the missing-CRL policy.
+    pub crl: CrlSettings,
 }
 
 struct Vars(BTreeMap<String, String>);
@@ -377,6 +386,7 @@ impl Config {
             state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
+            crl: parse_crl(&vars)?,
         };
         config.validate()?;
         Ok(config)
@@ -431,6 +441,8 @@ impl Config {
             1,
             3_600_000,
         )?;
+        range(CRL_REFRESH_SECS, self.crl.refresh.as_secs(), 1, 7 * 86400)?;
+        range(CRL_GRACE_SECS, self.crl.grace.as_secs(), 0, 30 * 86400)?;
         if self.client_cert != ClientCertMode::Off {
             let has_ca = self.tls.as_ref().is_none_or(|t| t.client_ca.is_some());
             if !has_ca {
@@ -451,6 +463,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn parse_crl(vars: &Vars) -> Result<CrlSettings, ConfigError> {
+    let sources = match vars.get(CRL) {
+        None => Vec::new(),
+        Some(list) => CrlSource::parse_list(list).map_err(|problem| invalid(CRL, list, problem))?,
+    };
+    let missing = match vars.get(CRL_MISSING) {
+        None => MissingPolicy::Deny,
+        Some(v) => MissingPolicy::parse(v.trim())
+            .ok_or_else(|| invalid(CRL_MISSING, v, "expected deny or allow".into()))?,
+    };
+    Ok(CrlSettings {
+        sources,
+        follow_cdp: vars.flag(CRL_FOLLOW_CDP)?,
+        refresh: vars.secs(CRL_REFRESH_SECS, 3600)?,
+        grace: vars.secs(CRL_GRACE_SECS, 86_400)?,
+        missing,
+        ..CrlSettings::default()
+    })
 }
 
 fn parse_backend(url: &str) -> Result<Backend, ConfigError> {
@@ -595,6 +627,44 @@ mod tests {
         );
         assert!(parse_backend("https://127.0.0.1:1").is_err());
         assert!(parse_backend("http://127.0.0.1:1/api").is_err());
+    }
+
+    #[test]
+    fn crl_variables() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.crl.is_configured());
+        assert_eq!(c.crl.refresh, Duration::from_secs(3600));
+        assert_eq!(c.crl.grace, Duration::from_secs(86_400));
+        assert_eq!(c.crl.missing, MissingPolicy::Deny);
+        let c = cfg(&[
+            (CRL, "/etc/certgate/a.crl, http://127.0.0.1:8080/b.crl"),
+            (CRL_FOLLOW_CDP, "1"),
+            (CRL_REFRESH_SECS, "600"),
+            (CRL_GRACE_SECS, "0"),
+            (CRL_MISSING, "allow"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.crl.sources,
+            [
+                CrlSource::File("/etc/certgate/a.crl".into()),
+                CrlSource::Url("http://127.0.0.1:8080/b.crl".into())
+            ]
+        );
+        assert!(c.crl.follow_cdp && c.crl.is_configured());
+        assert_eq!(c.crl.refresh, Duration::from_secs(600));
+        assert_eq!(c.crl.grace, Duration::ZERO);
+        assert_eq!(c.crl.missing, MissingPolicy::Allow);
+        for (var, val) in [
+            (CRL, "https://crl.example/a.crl"),
+            (CRL_MISSING, "maybe"),
+            (CRL_REFRESH_SECS, "0"),
+            (CRL_GRACE_SECS, "-1"),
+            (CRL_FOLLOW_CDP, "2"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err().to_string();
+            assert!(e.contains(var), "{var}: {e}");
+        }
     }
 
     #[test]

@@ -593,6 +593,9 @@ impl Updater {
         let result = bytes.and_then(|bytes| {
             verify_crl(&bytes, &name, &self.issuers, &self.hasher).map_err(|e| e.to_string())
         });
+        if self.stop.load(Ordering::SeqCst) {
+            return; // A fetch abandoned for shutdown is not a failure of the source.
+        }
         let now = SystemTime::now();
         let refresh = self.settings.refresh;
         let s = &mut self.sources[i];

@@ -83,6 +83,7 @@ impl SerialHasher {
     }
 
     /// The index key of `serial` (any spelling [`normalize_serial`] accepts) under `issuer`.
+    #[inline]
     pub fn key(&self, issuer: &IssuerKey, serial: &[u8]) -> u128 {
         let serial = normalize_serial(serial);
         let one = |state: &RandomState| {
@@ -121,6 +122,8 @@ impl Hasher for KeyPassthrough {
 }
 
 type KeySet = HashSet<u128, BuildHasherDefault<KeyPassthrough>>;
+/// Issuer keys are SHA-256 outputs already: folded, not hashed again.
+type IssuerMap = HashMap<IssuerKey, IssuerCrl, BuildHasherDefault<KeyPassthrough>>;
 
 // === RevocationStatus ===
 
@@ -173,7 +176,7 @@ pub struct IssuerCrl {
 pub struct RevocationIndex {
     revoked: KeySet,
     hasher: SerialHasher,
-    issuers: HashMap<IssuerKey, IssuerCrl>,
+    issuers: IssuerMap,
     configured: bool,
     grace: Duration,
     logged: Arc<Mutex<HashSet<IssuerKey>>>,
@@ -196,7 +199,7 @@ impl RevocationIndex {
         RevocationIndex {
             revoked: KeySet::default(),
             hasher: SerialHasher::new(),
-            issuers: HashMap::new(),
+            issuers: IssuerMap::default(),
             configured: false,
             grace: Duration::ZERO,
             logged: Arc::default(),
@@ -205,6 +208,7 @@ impl RevocationIndex {
 
     /// Whether `serial` (see [`normalize_serial`]) is on `issuer`'s CRL in force: one hash
     /// lookup. False when no CRL of that issuer is in force.
+    #[inline]
     pub fn is_revoked(&self, issuer: &IssuerKey, serial: &[u8]) -> bool {
         self.revoked.contains(&self.hasher.key(issuer, serial))
     }
@@ -334,7 +338,7 @@ impl IndexBuilder {
     pub fn build(self) -> RevocationIndex {
         let total = self.parts.iter().map(|(_, _, keys)| keys.len()).sum();
         let mut revoked = KeySet::with_capacity_and_hasher(total, Default::default());
-        let mut issuers = HashMap::with_capacity(self.parts.len());
+        let mut issuers = IssuerMap::with_capacity_and_hasher(self.parts.len(), Default::default());
         for (issuer, info, keys) in self.parts {
             revoked.extend(keys.iter().copied());
             issuers.insert(issuer, info);
