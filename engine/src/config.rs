@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::revocation::{CrlSettings, CrlSource, MissingPolicy};
+
 /// One documented environment variable.
 pub struct Var {
     /// The full name, `CERTGATE_…`.
@@ -62,6 +64,11 @@ vars! {
     CA_DIR = "CERTGATE_CA_DIR", "(none)", "watched directory of trusted CA certificates (same layout as CERTGATE_CERT_DIR)";
     CERT_DIR_POLL_SECS = "CERTGATE_CERT_DIR_POLL_SECS", "5", "rescan period of CERTGATE_CERT_DIR and CERTGATE_CA_DIR (inotify applies changes sooner; this is the fallback)";
     CERT_PASSWORD = "CERTGATE_CERT_PASSWORD", "(none)", "certgate cert add / thumbprint: the PKCS#12/PFX password (instead of --password); the engine ignores it";
+    CRL = "CERTGATE_CRL", "(none)", "comma-separated CRL sources: files (PEM or DER) and http:// URLs";
+    CRL_FOLLOW_CDP = "CERTGATE_CRL_FOLLOW_CDP", "0", "1 also fetches (in the background) the CRL distribution points named by verified client certificates";
+    CRL_REFRESH_SECS = "CERTGATE_CRL_REFRESH_SECS", "3600", "longest time between two reads of a CRL source (sooner at the CRL's nextUpdate)";
+    CRL_GRACE_SECS = "CERTGATE_CRL_GRACE_SECS", "86400", "how long a CRL past its nextUpdate stays in force";
+    CRL_MISSING = "CERTGATE_CRL_MISSING", "deny", "verdict when the issuer's CRL is missing or stale: deny | allow";
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -230,6 +237,8 @@ pub struct Config {
     pub ca_dir: Option<PathBuf>,
     /// Rescan period of the watched directories.
     pub cert_dir_poll: Duration,
+    /// Revocation: CRL sources, refresh, grace and the missing-CRL policy.
+    pub crl: CrlSettings,
 }
 
 /// The admin bearer token; `Debug` never shows it.
@@ -425,6 +434,7 @@ impl Config {
             cert_dir: vars.path(CERT_DIR),
             ca_dir: vars.path(CA_DIR),
             cert_dir_poll: vars.secs(CERT_DIR_POLL_SECS, 5)?,
+            crl: parse_crl(&vars)?,
         };
         config.validate()?;
         Ok(config)
@@ -497,6 +507,8 @@ impl Config {
             }
             _ => {}
         }
+        range(CRL_REFRESH_SECS, self.crl.refresh.as_secs(), 1, 7 * 86400)?;
+        range(CRL_GRACE_SECS, self.crl.grace.as_secs(), 0, 30 * 86400)?;
         if self.client_cert != ClientCertMode::Off {
             let has_ca = self.tls.as_ref().is_none_or(|t| t.client_ca.is_some());
             if !has_ca {
@@ -517,6 +529,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn parse_crl(vars: &Vars) -> Result<CrlSettings, ConfigError> {
+    let sources = match vars.get(CRL) {
+        None => Vec::new(),
+        Some(list) => CrlSource::parse_list(list).map_err(|problem| invalid(CRL, list, problem))?,
+    };
+    let missing = match vars.get(CRL_MISSING) {
+        None => MissingPolicy::Deny,
+        Some(v) => MissingPolicy::parse(v.trim())
+            .ok_or_else(|| invalid(CRL_MISSING, v, "expected deny or allow".into()))?,
+    };
+    Ok(CrlSettings {
+        sources,
+        follow_cdp: vars.flag(CRL_FOLLOW_CDP)?,
+        refresh: vars.secs(CRL_REFRESH_SECS, 3600)?,
+        grace: vars.secs(CRL_GRACE_SECS, 86_400)?,
+        missing,
+        ..CrlSettings::default()
+    })
 }
 
 /// Parses `http://host:port` (resolving the host); errors name `CERTGATE_BACKEND`.
@@ -688,6 +720,44 @@ mod tests {
         assert_eq!(cfg(&[]).unwrap().cert_dir_poll, Duration::from_secs(5));
         let e = cfg(&[(CERT_DIR_POLL_SECS, "0")]).unwrap_err().to_string();
         assert!(e.contains(CERT_DIR_POLL_SECS), "{e}");
+    }
+
+    #[test]
+    fn crl_variables() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.crl.is_configured());
+        assert_eq!(c.crl.refresh, Duration::from_secs(3600));
+        assert_eq!(c.crl.grace, Duration::from_secs(86_400));
+        assert_eq!(c.crl.missing, MissingPolicy::Deny);
+        let c = cfg(&[
+            (CRL, "/etc/certgate/a.crl, http://127.0.0.1:8080/b.crl"),
+            (CRL_FOLLOW_CDP, "1"),
+            (CRL_REFRESH_SECS, "600"),
+            (CRL_GRACE_SECS, "0"),
+            (CRL_MISSING, "allow"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.crl.sources,
+            [
+                CrlSource::File("/etc/certgate/a.crl".into()),
+                CrlSource::Url("http://127.0.0.1:8080/b.crl".into())
+            ]
+        );
+        assert!(c.crl.follow_cdp && c.crl.is_configured());
+        assert_eq!(c.crl.refresh, Duration::from_secs(600));
+        assert_eq!(c.crl.grace, Duration::ZERO);
+        assert_eq!(c.crl.missing, MissingPolicy::Allow);
+        for (var, val) in [
+            (CRL, "https://crl.example/a.crl"),
+            (CRL_MISSING, "maybe"),
+            (CRL_REFRESH_SECS, "0"),
+            (CRL_GRACE_SECS, "-1"),
+            (CRL_FOLLOW_CDP, "2"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err().to_string();
+            assert!(e.contains(var), "{var}: {e}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! * [`tls`] is the only module that touches BoringSSL.
 //! * [`store`] holds uploaded and directory-sourced certificates; [`admin`]
 //!   serves it over the admin API, and [`cli`] is its command-line client.
+//! * [`revocation`] keeps CRLs fresh on a background thread and publishes the
+//!   [`trust::RevocationIndex`] the verifier reads.
 //!
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
@@ -34,6 +36,7 @@ pub mod control;
 pub mod http;
 pub mod listener;
 pub mod proxy;
+pub mod revocation;
 pub mod runtime;
 pub mod serve;
 pub mod store;

@@ -1,5 +1,5 @@
 //! Everything that touches BoringSSL: contexts, the TLS-over-owned-buffers stream,
-//! client-certificate verification, ticket keys, and the PKI factory.
+//! client-certificate verification, CRLs, ticket keys, and the PKI factory.
 //!
 //! Nearly all of certgate's `unsafe` is here, around BoringSSL calls the `boring`
 //! crate does not wrap (the one other block pins worker threads to CPUs); each
@@ -9,6 +9,7 @@ pub mod certfile;
 pub mod certinfo;
 pub mod context;
 pub mod facts;
+pub mod crl;
 pub mod pki;
 pub mod stream;
 pub mod tickets;

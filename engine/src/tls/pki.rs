@@ -22,7 +22,9 @@ use boring::x509::extension::{
     SubjectKeyIdentifier,
 };
 use boring::x509::store::X509StoreBuilder;
-use boring::x509::{X509Builder, X509Name, X509Ref, X509StoreContext, X509VerifyResult, X509};
+use boring::x509::{
+    X509Builder, X509Extension, X509Name, X509Ref, X509StoreContext, X509VerifyResult, X509,
+};
 
 use crate::trust::thumbprint::CertDigests;
 
@@ -74,6 +76,8 @@ pub struct CertSpec {
     pub not_after_offset_secs: i64,
     /// Big-endian unsigned serial number; None = random 16-byte positive serial.
     pub serial: Option<Vec<u8>>,
+    /// URIs of a CRL distribution points extension (omitted when empty).
+    pub crl_distribution_points: Vec<String>,
 }
 
 const DAY_SECS: i64 = 24 * 60 * 60;
@@ -93,6 +97,7 @@ impl CertSpec {
             not_before_offset_secs: -3600,
             not_after_offset_secs: 365 * DAY_SECS,
             serial: None,
+            crl_distribution_points: Vec::new(),
         }
     }
 }
@@ -387,6 +392,18 @@ fn build(spec: &CertSpec, issuer: Option<&Issued>) -> Result<Issued, PkiError> {
             .build(&b.x509v3_context(issuer_cert, None))
             .map_err(crypto(ext))?;
         b.append_extension(&san).map_err(crypto(add))?;
+    }
+
+    if !spec.crl_distribution_points.is_empty() {
+        let value = spec
+            .crl_distribution_points
+            .iter()
+            .map(|uri| format!("URI:{uri}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cdp = X509Extension::new_nid(None, None, Nid::CRL_DISTRIBUTION_POINTS, &value)
+            .map_err(crypto(ext))?;
+        b.append_extension(&cdp).map_err(crypto(add))?;
     }
 
     let signer = issuer.map_or(&key, |i| &i.key);
