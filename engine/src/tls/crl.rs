@@ -1116,9 +1116,17 @@ mod tests {
         assert_eq!(index.len(), 1_000_000);
         assert!(index.is_revoked(&crl.issuer, &(7919u64 * 999_999 + 1).to_be_bytes()));
         assert!(!index.is_revoked(&crl.issuer, &2u64.to_be_bytes()));
+        // Peak resident memory of the test process (meaningful when run alone).
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find(|l| l.starts_with("VmHWM"))
+                    .map(str::to_owned)
+            });
         eprintln!(
             "1M-entry CRL: {} MB DER, built+signed in {built:?}, parsed+verified in {parsed:?}, \
-             indexed in {indexed:?}, index table {} MiB",
+             indexed in {indexed:?}, index table {} MiB, process {peak:?}",
             der.len() / 1_000_000,
             index.memory_bytes() >> 20
         );
