@@ -777,6 +777,15 @@ mod tests {
     }
 
     #[test]
+    fn shared_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RevocationIndex>();
+        assert_send_sync::<CrlUpdater>();
+        assert_send_sync::<IssuerCerts>();
+        assert_send_sync::<PublishFn>();
+    }
+
+    #[test]
     fn schedule_is_next_update_or_interval_whichever_sooner() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let hour = Duration::from_secs(3600);

@@ -122,6 +122,17 @@ pub fn leaf_revocation_id(leaf: &X509Ref) -> Result<(IssuerKey, Vec<u8>), CrlErr
     Ok((issuer, normalize_serial(&serial).to_vec()))
 }
 
+/// `leaf`'s revocation status in `index` at `now` (issuer key and serial derived as in
+/// [`leaf_revocation_id`]).
+pub fn leaf_status(
+    index: &crate::trust::RevocationIndex,
+    leaf: &X509Ref,
+    now: SystemTime,
+) -> Result<crate::trust::RevocationStatus, CrlError> {
+    let (issuer, serial) = leaf_revocation_id(leaf)?;
+    Ok(index.status(&issuer, &serial, now))
+}
+
 /// The magnitude of a DER INTEGER's content octets, for the index (see
 /// [`normalize_serial`]). A negative serial (forbidden by RFC 5280, issued by some old
 /// CAs) maps to its absolute value, as BoringSSL reads a certificate's serial.
@@ -838,7 +849,10 @@ mod tests {
 
     fn revoked(index: &RevocationIndex, cert: &X509Ref) -> bool {
         let (issuer, serial) = leaf_revocation_id(cert).unwrap();
-        index.is_revoked(&issuer, &serial)
+        let listed = index.is_revoked(&issuer, &serial);
+        let status = leaf_status(index, cert, SystemTime::now()).unwrap();
+        assert_eq!(listed, status == crate::trust::RevocationStatus::Revoked);
+        listed
     }
 
     #[test]
@@ -1116,9 +1130,17 @@ mod tests {
         assert_eq!(index.len(), 1_000_000);
         assert!(index.is_revoked(&crl.issuer, &(7919u64 * 999_999 + 1).to_be_bytes()));
         assert!(!index.is_revoked(&crl.issuer, &2u64.to_be_bytes()));
+        // Peak resident memory of the test process (meaningful when run alone).
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find(|l| l.starts_with("VmHWM"))
+                    .map(str::to_owned)
+            });
         eprintln!(
             "1M-entry CRL: {} MB DER, built+signed in {built:?}, parsed+verified in {parsed:?}, \
-             indexed in {indexed:?}, index table {} MiB",
+             indexed in {indexed:?}, index table {} MiB, process {peak:?}",
             der.len() / 1_000_000,
             index.memory_bytes() >> 20
         );
