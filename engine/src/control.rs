@@ -46,9 +46,73 @@ pub struct Control {
     store_watches: Mutex<Vec<crate::store::dir::DirWatch>>,
     /// What `GET /crls` reports (see [`Control::set_crl_admin`]).
     crls: OnceLock<Arc<dyn CrlAdmin>>,
+    /// The CRL updater (absent in tests that build a Control by hand).
+    updater: OnceLock<Arc<crate::revocation::CrlUpdater>>,
+    /// SHA-256 of each trusted CA the updater checks CRLs against.
+    updater_cas: Mutex<std::collections::BTreeSet<[u8; 32]>>,
     /// Serialises snapshot rebuilds (SIGHUP, `POST /reload`, store changes
     /// from the admin API and the directory watchers), so generations never race.
     rebuild: Mutex<()>,
+}
+
+/// Where the CRL updater publishes: the index in force, and the engine to
+/// rebuild once it runs (a new index means a new snapshot generation, so
+/// cached verdicts are looked at again).
+#[derive(Default)]
+pub struct RevocationLink {
+    index: arc_swap::ArcSwapOption<crate::trust::RevocationIndex>,
+    control: OnceLock<std::sync::Weak<Control>>,
+}
+
+impl RevocationLink {
+    /// The index in force.
+    pub fn index(&self) -> Arc<crate::trust::RevocationIndex> {
+        self.index
+            .load_full()
+            .unwrap_or_else(|| Arc::new(crate::trust::RevocationIndex::not_configured()))
+    }
+
+    /// Called by the CRL updater's thread with each new index.
+    pub fn publish(&self, index: Arc<crate::trust::RevocationIndex>) {
+        self.index.store(Some(index));
+        if let Some(control) = self.control.get().and_then(|c| c.upgrade()) {
+            if let Err(e) = control.reload() {
+                warn!("new CRLs not in force: the snapshot did not build: {e}");
+            }
+        }
+    }
+}
+
+/// `GET /crls` and `POST /crls/refresh` over the CRL updater.
+struct UpdaterAdmin(Arc<crate::revocation::CrlUpdater>);
+
+fn rfc3339(t: Option<std::time::SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+}
+
+impl CrlAdmin for UpdaterAdmin {
+    fn report(&self) -> Vec<crate::admin::api::CrlReport> {
+        self.0
+            .report()
+            .into_iter()
+            .map(|r| crate::admin::api::CrlReport {
+                issuer: r.issuer.unwrap_or_default(),
+                source: r.source,
+                this_update: rfc3339(r.this_update),
+                next_update: rfc3339(r.next_update),
+                entries: r.entries.unwrap_or(0) as u64,
+                last_fetch: rfc3339(r.last_fetch),
+                last_error: r.last_error,
+            })
+            .collect()
+    }
+
+    fn refresh(&self) -> Result<(), String> {
+        self.0
+            .refresh_now(std::time::Duration::from_secs(10))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Applies certificate-store changes: a change is accepted only if the
@@ -102,6 +166,8 @@ impl Control {
             store: OnceLock::new(),
             store_watches: Mutex::new(Vec::new()),
             crls: OnceLock::new(),
+            updater: OnceLock::new(),
+            updater_cas: Mutex::new(Default::default()),
             rebuild: Mutex::new(()),
         });
         store
@@ -109,6 +175,35 @@ impl Control {
             .set_hook(Arc::new(SnapshotHook(Arc::downgrade(&control))));
         control.attach_store(store);
         control
+    }
+
+    /// Connect the CRL updater: its new indexes rebuild the snapshot, the
+    /// admin API reports it, and CA changes reach it.
+    pub fn attach_updater(
+        self: &Arc<Self>,
+        updater: Arc<crate::revocation::CrlUpdater>,
+        link: &RevocationLink,
+    ) {
+        let _ = link.control.set(Arc::downgrade(self));
+        let cas = self
+            .shared
+            .snapshot
+            .load()
+            .trust
+            .bundle
+            .iter()
+            .copied()
+            .collect();
+        *self.updater_cas.lock().unwrap_or_else(|p| p.into_inner()) = cas;
+        self.set_crl_admin(Arc::new(UpdaterAdmin(Arc::clone(&updater))));
+        let _ = self.updater.set(updater);
+        // An index published between the first snapshot and now.
+        let in_force = Arc::clone(&self.shared.snapshot.load().trust.revocation);
+        if !Arc::ptr_eq(&in_force, &link.index()) {
+            if let Err(e) = self.reload() {
+                warn!("{e}");
+            }
+        }
     }
 
     /// Installs the started store (the admin API serves it from now on).
@@ -150,6 +245,32 @@ impl Control {
     /// Build a snapshot from the files and `contents` and publish it. On
     /// failure the current one stays.
     pub fn rebuild_from(&self, contents: &StoreContents) -> Result<u64, ReloadError> {
+        let generation = self.rebuild_locked(contents)?;
+        self.update_crl_issuers();
+        Ok(generation)
+    }
+
+    /// Give the CRL updater the trusted CAs when they changed (CRLs are checked against them).
+    fn update_crl_issuers(&self) {
+        let Some(updater) = self.updater.get() else {
+            return;
+        };
+        let trust = Arc::clone(&self.shared.snapshot.load().trust);
+        let now: std::collections::BTreeSet<[u8; 32]> = trust.bundle.iter().copied().collect();
+        {
+            let mut known = self.updater_cas.lock().unwrap_or_else(|p| p.into_inner());
+            if *known == now {
+                return;
+            }
+            *known = now;
+        }
+        match crate::tls::crl::IssuerCerts::new(trust.cas.iter().map(|c| c.as_ref())) {
+            Ok(issuers) => updater.set_issuers(issuers),
+            Err(e) => warn!("CRL issuers not updated: {e}"),
+        }
+    }
+
+    fn rebuild_locked(&self, contents: &StoreContents) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.shared.snapshot.load().generation + 1;
         let built = (self.planner)(contents)

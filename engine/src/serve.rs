@@ -22,6 +22,9 @@ pub enum StartError {
     /// Configuration problem.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A CRL file does not load, or the CRL updater cannot start.
+    #[error("revocation: {0}")]
+    Revocation(String),
     /// The certificate store or a watched directory does not load.
     #[error("certificate store: {0}")]
     Store(#[from] crate::store::StoreStartError),
@@ -64,6 +67,25 @@ fn start_err(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Start { what, source }
 }
 
+/// The trusted CAs at start: the client CA bundle and the store's CAs.
+fn trusted_cas(
+    files: &crate::config::TlsFiles,
+    store: &crate::store::StoreContents,
+) -> Result<Vec<boring::x509::X509>, StartError> {
+    let mut cas = Vec::new();
+    if let Some(path) = &files.client_ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| StartError::Revocation(format!("cannot read {}: {e}", path.display())))?;
+        cas = boring::x509::X509::stack_from_pem(&pem)
+            .map_err(|e| StartError::Revocation(format!("{}: {e}", path.display())))?;
+    }
+    for e in store.ca_certificates.values() {
+        cas.push(e.material.cert.clone());
+        cas.extend(e.material.chain.iter().cloned());
+    }
+    Ok(cas)
+}
+
 /// Run until SIGTERM/SIGINT and a drain.
 pub fn run(mut config: Config) -> Result<(), StartError> {
     // The built-in echo backend (development default) is started first: hosts name its address.
@@ -89,8 +111,13 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     };
     // The hosts: the configuration file's (re-read at every reload), or the
     // environment's single catch-all host.
+    let ca_files = files.clone();
+    let revocation = Arc::new(crate::control::RevocationLink::default());
+    let cdp_slot: Arc<std::sync::OnceLock<crate::tls::verify::CdpNotify>> = Default::default();
     let planner: Planner = {
         let config = config.clone();
+        let revocation = Arc::clone(&revocation);
+        let cdp = cdp_slot.clone();
         Box::new(move |store: &crate::store::StoreContents| {
             let file = match &config.file {
                 Some(f) => Some(Arc::new(crate::config_file::FileConfig::load(&f.path)?)),
@@ -102,12 +129,41 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 echo,
                 store: Some(store),
             };
-            crate::config_file::plan::sources(file.as_deref(), &inputs)
+            let mut sources = crate::config_file::plan::sources(file.as_deref(), &inputs)?;
+            sources.revocation = revocation.index();
+            sources.cdp = cdp.get().cloned();
+            Ok(sources)
         })
     };
     // The certificate store (and its watched directories) first: hosts and
     // trust may name its entries. A store that does not load stops start-up.
     let store = crate::store::start(&config, Arc::new(crate::store::NoopHook))?;
+
+    // Revocation: the updater reads the CRL files now (a bad one stops
+    // start-up), then keeps every source fresh on its own thread; each new
+    // index rebuilds the snapshot.
+    let updater = {
+        let cas = trusted_cas(&ca_files, &store.store.contents())?;
+        let issuers = crate::tls::crl::IssuerCerts::new(cas.iter().map(|c| c.as_ref()))
+            .map_err(|e| StartError::Revocation(e.to_string()))?;
+        let link = Arc::clone(&revocation);
+        crate::revocation::CrlUpdater::start(
+            config.crl.clone(),
+            issuers,
+            Box::new(move |index| link.publish(index)),
+        )
+        .map_err(|e| StartError::Revocation(e.to_string()))?
+    };
+    let updater = Arc::new(updater);
+    if updater.follows_cdp() {
+        let u = Arc::clone(&updater);
+        let _ = cdp_slot.set(crate::tls::verify::CdpNotify(Arc::new(
+            move |issuer, urls| u.note_cdp(issuer, urls),
+        )));
+    }
+    if !config.crl.is_configured() {
+        warn!("revocation is not checked: neither CERTGATE_CRL nor CERTGATE_CRL_FOLLOW_CDP is set");
+    }
     let sources = planner(&store.store.contents())?;
     let backend_addr = sources.hosts[0].backend;
 
@@ -150,6 +206,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         stats,
     });
     let control = Control::start(Arc::clone(&shared), planner, tickets, store);
+    control.attach_updater(Arc::clone(&updater), &revocation);
 
     if io == crate::runtime::IoBackend::Epoll && config.io == crate::config::IoChoice::Auto {
         warn!("io backend: epoll ({why})");

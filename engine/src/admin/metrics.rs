@@ -103,6 +103,10 @@ pub struct WorkerStats {
     pub verify_cache_hits: Counter,
     /// Verdict cache misses (a chain was built).
     pub verify_cache_misses: Counter,
+    /// Certificates whose issuer's CRL was missing or stale, accepted (`CERTGATE_CRL_MISSING=allow`).
+    pub crl_unknown_allowed: Counter,
+    /// Certificates whose issuer's CRL was missing or stale, refused (`CERTGATE_CRL_MISSING=deny`).
+    pub crl_unknown_denied: Counter,
     /// Responses sent to clients by status code (index = status, 0..600).
     pub responses: Box<[Counter]>,
     /// Backend errors per [`BackendError`].
@@ -125,6 +129,8 @@ impl Default for WorkerStats {
             verdicts: Default::default(),
             verify_cache_hits: Counter::default(),
             verify_cache_misses: Counter::default(),
+            crl_unknown_allowed: Counter::default(),
+            crl_unknown_denied: Counter::default(),
             responses: (0..600).map(|_| Counter::default()).collect(),
             backend_errors: Default::default(),
             bytes_received: Counter::default(),
@@ -245,7 +251,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
         ],
     );
 
-    let simple: [SimpleFamily; 8] = [
+    let simple: [SimpleFamily; 10] = [
         (
             "certgate_connections_accepted_total",
             "counter",
@@ -281,6 +287,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
             "counter",
             "client-certificate verifications that built a chain",
             |w| &w.verify_cache_misses,
+        ),
+        (
+            "certgate_crl_unknown_allowed_total",
+            "counter",
+            "verifications whose issuer's CRL was missing or stale and CERTGATE_CRL_MISSING=allow accepted",
+            |w| &w.crl_unknown_allowed,
+        ),
+        (
+            "certgate_crl_unknown_denied_total",
+            "counter",
+            "verifications whose issuer's CRL was missing or stale and CERTGATE_CRL_MISSING=deny refused",
+            |w| &w.crl_unknown_denied,
         ),
         (
             "certgate_bytes_received_total",

@@ -183,6 +183,8 @@ pub fn sources(
         extra_cas: store_cas(inputs.store),
         thumbprints: files.thumbprints.clone(),
         store_users,
+        revocation: Arc::new(crate::trust::RevocationIndex::not_configured()),
+        cdp: None,
     })
 }
 

@@ -209,6 +209,10 @@ pub struct SnapshotSources {
     pub thumbprints: Option<PathBuf>,
     /// Store certificate id → what uses it (hosts, policies): deleting it is refused.
     pub store_users: std::collections::BTreeMap<String, Vec<String>>,
+    /// The revocation index in force (published by the CRL updater).
+    pub revocation: Arc<crate::trust::RevocationIndex>,
+    /// Where certificates' CRL distribution points go (`CERTGATE_CRL_FOLLOW_CDP=1`).
+    pub cdp: Option<crate::tls::verify::CdpNotify>,
 }
 
 impl SnapshotSources {
@@ -237,6 +241,8 @@ impl SnapshotSources {
             extra_cas: Vec::new(),
             thumbprints: files.thumbprints.clone(),
             store_users: Default::default(),
+            revocation: Arc::new(crate::trust::RevocationIndex::not_configured()),
+            cdp: None,
         }
     }
 }
@@ -335,6 +341,13 @@ fn build_trust(config: &Config, src: &SnapshotSources, generation: u64) -> Resul
         store,
         bundle,
         allowlist,
+        cas: file_cas
+            .into_iter()
+            .chain(src.extra_cas.iter().cloned())
+            .collect(),
+        revocation: Arc::clone(&src.revocation),
+        crl_missing_allows: config.crl.missing == crate::revocation::MissingPolicy::Allow,
+        cdp: src.cdp.clone(),
     })
 }
 

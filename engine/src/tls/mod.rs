@@ -8,8 +8,8 @@
 pub mod certfile;
 pub mod certinfo;
 pub mod context;
-pub mod facts;
 pub mod crl;
+pub mod facts;
 pub mod pki;
 pub mod stream;
 pub mod tickets;

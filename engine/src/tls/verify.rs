@@ -27,6 +27,7 @@ use crate::tls::certinfo::{digests, ClientCertInfo};
 use crate::tls::facts::CertFacts;
 use crate::trust::policy::{CompiledPolicy, Decision};
 use crate::trust::{Allowlist, VerdictCache, VerdictKey};
+use crate::trust::{IssuerKey, RevocationIndex, RevocationStatus};
 
 /// Why a presented certificate was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +173,55 @@ pub struct Trust {
     pub bundle: std::collections::HashSet<[u8; 32]>,
     /// Thumbprint allowlist, when configured.
     pub allowlist: Option<Allowlist>,
+    /// Every trusted CA certificate (file bundle and store), for CRL signature checks.
+    pub cas: Vec<X509>,
+    /// Revoked serials per issuer, and each issuer's CRL freshness.
+    pub revocation: Arc<RevocationIndex>,
+    /// `CERTGATE_CRL_MISSING=allow`: a missing or stale CRL does not refuse.
+    pub crl_missing_allows: bool,
+    /// With `CERTGATE_CRL_FOLLOW_CDP=1`: asks the CRL updater to fetch an issuer's distribution points.
+    pub cdp: Option<CdpNotify>,
+}
+
+/// Hands an issuer's CRL distribution points to the background CRL updater (never blocks).
+#[derive(Clone)]
+pub struct CdpNotify(pub Arc<dyn Fn(IssuerKey, Vec<String>) + Send + Sync>);
+
+impl std::fmt::Debug for CdpNotify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CdpNotify")
+    }
+}
+
+/// The leaf's revocation verdict under `trust`: `None` when not revoked or
+/// not checked. Runs on a verdict-cache miss only.
+fn revocation_of(trust: &Trust, leaf: &X509Ref, stats: Option<&WorkerStats>) -> Option<Reason> {
+    if !trust.revocation.is_configured() {
+        return None;
+    }
+    let Ok((issuer, serial)) = crate::tls::crl::leaf_revocation_id(leaf) else {
+        return Some(Reason::Invalid);
+    };
+    match trust.revocation.status(&issuer, &serial, SystemTime::now()) {
+        RevocationStatus::Good | RevocationStatus::NotConfigured => None,
+        RevocationStatus::Revoked => Some(Reason::Revoked),
+        status @ (RevocationStatus::Stale | RevocationStatus::Missing) => {
+            if let Some(notify) = &trust.cdp {
+                let urls = crate::tls::crl::crl_distribution_points(leaf);
+                if !urls.is_empty() {
+                    (notify.0)(issuer, urls);
+                }
+            }
+            trust.revocation.log_unknown_once(&issuer, status);
+            if let Some(stats) = stats {
+                match trust.crl_missing_allows {
+                    true => stats.crl_unknown_allowed.inc(),
+                    false => stats.crl_unknown_denied.inc(),
+                }
+            }
+            (!trust.crl_missing_allows).then_some(Reason::RevocationUnknown)
+        }
+    }
 }
 
 /// What is known about one presented chain under one snapshot: computed on a
@@ -297,6 +347,15 @@ pub fn evaluate_uncached(
     leaf: &X509Ref,
     chain: Option<&StackRef<X509>>,
 ) -> Presented {
+    evaluate_uncached_counted(trust, leaf, chain, None)
+}
+
+fn evaluate_uncached_counted(
+    trust: &Trust,
+    leaf: &X509Ref,
+    chain: Option<&StackRef<X509>>,
+    stats: Option<&WorkerStats>,
+) -> Presented {
     let Ok(d) = digests(leaf) else {
         return Presented::Unreadable;
     };
@@ -357,7 +416,7 @@ pub fn evaluate_uncached(
     Presented::Cert(Arc::new(CertEval {
         facts,
         info: Arc::new(info),
-        revocation: None,
+        revocation: revocation_of(trust, leaf, stats),
         allowlisted,
     }))
 }
@@ -387,7 +446,7 @@ pub fn evaluate(trust: &Trust, ssl: &SslRef) -> Presented {
         return Presented::Cert(hit);
     }
     v.stats.verify_cache_misses.inc();
-    let presented = evaluate_uncached(trust, &leaf, chain);
+    let presented = evaluate_uncached_counted(trust, &leaf, chain, Some(&v.stats));
     if let Presented::Cert(eval) = &presented {
         // Cached until the TTL, a reload (generation), or the certificate's
         // not-after, whichever comes first.
