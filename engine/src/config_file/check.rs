@@ -25,19 +25,19 @@ pub struct CheckReport {
     pub effective: String,
 }
 
-/// Where the store keeps certificates: `<state dir>/certificates/<id>…`.
+/// Where the store keeps certificates: `<state dir>/store/certificates/<id>.pem`
+/// (see `store::persist`).
 fn store_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("certificates")
+    state_dir.join("store").join("certificates")
 }
 
-/// Whether the store directory holds a certificate with this id (a file or
-/// directory named `<id>` or `<id>.<ext>`).
+/// Whether the store directory holds a certificate with this id (`<id>.pem`).
 fn store_has(dir: &Path, id: &str) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.flatten().any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            name == id || name.split_once('.').is_some_and(|(stem, _)| stem == id)
+            name.strip_suffix(".pem") == Some(id)
         })
     })
 }

@@ -364,8 +364,8 @@ fn check_reports_files_keys_and_store_ids() {
         .unwrap();
     std::fs::write(dir.0.join("ca.pem"), ca.cert_pem()).unwrap();
     let state = dir.0.join("state");
-    std::fs::create_dir_all(state.join("certificates")).unwrap();
-    std::fs::write(state.join("certificates/known.pem"), ca.cert_pem()).unwrap();
+    std::fs::create_dir_all(state.join("store/certificates")).unwrap();
+    std::fs::write(state.join("store/certificates/known.pem"), ca.cert_pem()).unwrap();
 
     let path = dir.0.join("certgate.toml");
     let write = |hosts: &str| {
