@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use certgate::tls::crl::CrlBuilder;
+use support::client::{attempt_get, Attempt};
 use support::pki::path_str;
 use support::*;
 
@@ -125,6 +126,39 @@ fn revoked_by_file_crl(io: &str) {
         1,
         "{io}: the revoked client reached the backend"
     );
+}
+
+fn require_mode_refuses_with_an_alert(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let file = pki.path("inter.crl");
+    std::fs::write(
+        &file,
+        crl(&pki, &[&pki.client_ok], Some(SystemTime::now() + HOUR), 1),
+    )
+    .unwrap();
+    let engine = start_engine(
+        io,
+        &pki,
+        &backend.url(),
+        &[
+            ("CERTGATE_CLIENT_CERT", "require".into()),
+            ("CERTGATE_CRL", path_str(&file)),
+        ],
+    );
+    match attempt_get(&client(&pki, Some(&pki.client_ok)), engine.addr(), "/x") {
+        Attempt::ConnectFailed(e) | Attempt::NoResponse(e) => assert!(
+            e.to_ascii_lowercase().contains("revoked"),
+            "{io}: expected a certificate_revoked alert, got: {e}"
+        ),
+        Attempt::Response(r) => panic!("{io}: a revoked certificate got an answer: {}", r.status),
+    }
+    assert_eq!(
+        status(&engine, &client(&pki, Some(&pki.client_b))),
+        200,
+        "{io}"
+    );
+    assert_eq!(backend.count(), 1, "{io}");
 }
 
 fn wrong_signer_stops_startup(io: &str) {
@@ -304,6 +338,7 @@ fn refreshed_http_crl_revokes_cached_and_resumed(io: &str) {
 
 io_tests!(
     revoked_by_file_crl,
+    require_mode_refuses_with_an_alert,
     wrong_signer_stops_startup,
     stale_and_missing_crls,
     refreshed_http_crl_revokes_cached_and_resumed

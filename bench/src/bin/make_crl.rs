@@ -46,7 +46,11 @@ fn main() {
         .expect("CRL builder")
         .this_update(now - Duration::from_secs(60))
         .next_update(Some(now + Duration::from_secs(86_400)))
-        .crl_number(now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())
+        .crl_number(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
         .revoke_all(serials);
     if let Some(cert) = revoke {
         let pem = std::fs::read(&cert).expect("--revoke file");
