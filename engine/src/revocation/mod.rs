@@ -297,7 +297,12 @@ impl CrlUpdater {
         let shared = Arc::clone(&state.shared);
         let thread = std::thread::Builder::new()
             .name("certgate-crl".into())
-            .spawn(move || state.run(&control_rx, &cdp_rx))
+            .spawn(move || {
+                // Parsing a 1M-entry CRL takes most of a second of CPU: never
+                // at the expense of a worker on the same core.
+                crate::runtime::background_priority();
+                state.run(&control_rx, &cdp_rx)
+            })
             .map_err(RevocationError::Thread)?;
         Ok(CrlUpdater {
             control,

@@ -76,6 +76,21 @@ pub fn choose_backend(config: &Config) -> Result<(IoBackend, String), UringUnava
     }
 }
 
+/// Give the calling thread the lowest CPU priority (nice 19), for background
+/// work that shares cores with the workers (parsing and indexing a large CRL):
+/// the scheduler then lets a worker run whenever it has something to do.
+pub fn background_priority() {
+    // SAFETY: setpriority takes plain integers; on Linux, PRIO_PROCESS with
+    // who = 0 applies to the calling thread only. A failure changes nothing.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if rc != 0 {
+        tracing::debug!(
+            "cannot lower this thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// State shared by all workers (read-only on the hot path).
 pub struct Shared {
     /// The validated configuration.
