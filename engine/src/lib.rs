@@ -29,6 +29,7 @@
 //! See `docs/architecture.md` for the design and `docs/security.md` for the checks.
 
 pub mod admin;
+pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod config_file;

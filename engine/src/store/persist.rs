@@ -7,10 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tracing::warn;
@@ -66,10 +64,8 @@ pub struct Persist {
     root: PathBuf,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Marker in temporary file names; such files left by a crash are removed at load.
-const TMP_MARK: &str = ".tmp-";
+use crate::atomic_file::TMP_MARK;
 
 impl Persist {
     /// The store under `<state_dir>/store`.
@@ -210,34 +206,14 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
         .map_err(io("fsync directory", dir))
 }
 
-/// Temporary file (created with `mode`), write, fsync, rename over `path`.
+/// Temporary file (created with `mode`), write, fsync, rename over `path` (in `dir`).
 fn write_atomic(dir: &Path, path: &Path, contents: &[u8], mode: u32) -> Result<(), PersistError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}{TMP_MARK}{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io("set permissions of", &tmp))?;
-        file.write_all(contents).map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("fsync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("rename a temporary file to", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    debug_assert_eq!(path.parent(), Some(dir));
+    crate::atomic_file::write_atomic(path, contents, mode).map_err(|e| PersistError::Io {
+        action: e.action,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]
@@ -245,8 +221,11 @@ mod tests {
     use super::*;
     use crate::tls::certfile::parse;
     use crate::tls::pki::{self, CertSpec, Usage};
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn temp_dir(tag: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
         let d = std::env::temp_dir().join(format!(
             "certgate-persist-{tag}-{}-{}",
             std::process::id(),

@@ -2,9 +2,8 @@
 
 use std::cmp::Ordering;
 use std::fs;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -439,32 +438,12 @@ pub fn verify_chain(
     .map_err(crypto(what))
 }
 
-/// Writes `contents` to `path` via a temporary file in the same directory created with
-/// `mode`, then renames it over `path`.
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "pem".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io("remove", &tmp)(e));
-        }
-        _ => {}
-    }
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
-    // The umask may have narrowed `mode`; never widened, but make it exact.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io("set permissions of", &tmp))?;
-    file.write_all(contents).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("write", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io("rename a temporary file to", path))
+    crate::atomic_file::write_atomic(path, contents, mode).map_err(|e| PkiError::Io {
+        action: e.action,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Paths of the development PKI in a state directory.
