@@ -139,49 +139,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 // === Routes ===
 
-/// A store entry as the API shows it.
+/// A store entry as the API shows it: its id, its metadata (subject, issuer,
+/// thumbprints, serial, validity, key, CA flags), who uses it, where it came from.
 #[derive(Debug, Serialize)]
-pub struct CertView {
+pub struct CertView<'a> {
     /// Id.
-    pub id: String,
-    /// RFC 4514 subject.
-    pub subject: String,
-    /// RFC 4514 issuer.
-    pub issuer: String,
-    /// SHA-1 thumbprint, upper-case hex.
-    pub sha1: String,
-    /// SHA-256 thumbprint, upper-case hex.
-    pub sha256: String,
-    /// Serial, upper-case hex.
-    pub serial: String,
-    /// RFC 3339.
-    pub not_before: String,
-    /// RFC 3339.
-    pub not_after: String,
-    /// Whether the store holds its private key.
-    pub has_private_key: bool,
-    /// basicConstraints CA:TRUE.
-    pub is_ca: bool,
+    pub id: &'a str,
+    /// What the certificate says.
+    #[serde(flatten)]
+    pub meta: &'a crate::tls::certfile::CertMeta,
     /// Policies, hosts and backends that use it.
     pub used_by: Vec<String>,
     /// `api` or `dir:<path>`.
     pub source: String,
 }
 
-impl CertView {
-    fn new(e: &StoreEntry, used_by: Vec<String>) -> CertView {
-        let m = &e.material.meta;
+impl<'a> CertView<'a> {
+    fn new(e: &'a StoreEntry, used_by: Vec<String>) -> CertView<'a> {
         CertView {
-            id: e.id.clone(),
-            subject: m.subject.clone(),
-            issuer: m.issuer.clone(),
-            sha1: m.sha1.clone(),
-            sha256: m.sha256.clone(),
-            serial: m.serial.clone(),
-            not_before: m.not_before.clone(),
-            not_after: m.not_after.clone(),
-            has_private_key: m.has_private_key,
-            is_ca: m.is_ca,
+            id: &e.id,
+            meta: &e.material.meta,
             used_by,
             source: e.source.to_string(),
         }
@@ -233,7 +210,7 @@ pub fn handle(
         return Some(match req.method {
             "GET" => {
                 let contents = store.contents();
-                let list: Vec<CertView> = contents
+                let list: Vec<CertView<'_>> = contents
                     .map(kind)
                     .values()
                     .map(|e| CertView::new(e, store.users(kind, &e.id)))

@@ -57,8 +57,8 @@ fn crypto(what: &'static str) -> impl FnOnce(ErrorStack) -> CertFileError {
     move |source| CertFileError::Crypto { what, source }
 }
 
-/// What the store shows about a certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the store shows about a certificate (the admin API's JSON fields).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CertMeta {
     /// RFC 4514 subject.
     pub subject: String,
@@ -81,6 +81,7 @@ pub struct CertMeta {
     /// Issued by itself (issuer = subject and its own key verifies the signature).
     pub self_signed: bool,
     /// Both digests as bytes.
+    #[serde(skip)]
     pub digests: CertDigests,
 }
 
