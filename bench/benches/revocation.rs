@@ -129,17 +129,7 @@ fn parse_and_index(c: &mut Criterion) {
             let hasher = SerialHasher::new();
             let crl = verify_crl(black_box(&der), "bench", &issuers, &hasher).unwrap();
             let mut builder = IndexBuilder::new(hasher, Duration::ZERO, Arc::default());
-            builder.add(
-                crl.issuer,
-                IssuerCrl {
-                    issuer_name: crl.issuer_name.clone(),
-                    source: crl.source.clone(),
-                    this_update: crl.this_update,
-                    next_update: crl.next_update,
-                    entries: crl.keys.len(),
-                },
-                Arc::clone(&crl.keys),
-            );
+            crl.add_to(&mut builder);
             let index = builder.build();
             assert_eq!(index.len(), 1_000_000);
             index

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::tls::crl::{verify_crl, CrlError, IssuerCerts, VerifiedCrl};
-use crate::trust::revocation::{IndexBuilder, IssuerCrl, IssuerKey, RevocationIndex, SerialHasher};
+use crate::trust::revocation::{IndexBuilder, IssuerKey, RevocationIndex, SerialHasher};
 
 pub use fetch::{FetchError, FetchLimits};
 
@@ -675,17 +675,8 @@ impl Updater {
                 Arc::clone(&self.logged),
             );
             for (issuer, crl) in &in_force {
-                builder.add(
-                    *issuer,
-                    IssuerCrl {
-                        issuer_name: crl.issuer_name.clone(),
-                        source: crl.source.clone(),
-                        this_update: crl.this_update,
-                        next_update: crl.next_update,
-                        entries: crl.keys.len(),
-                    },
-                    Arc::clone(&crl.keys),
-                );
+                debug_assert_eq!(*issuer, crl.issuer);
+                crl.add_to(&mut builder);
             }
             let start = std::time::Instant::now();
             let index = Arc::new(builder.build());

@@ -23,7 +23,9 @@ use x509_parser::oid_registry::{
 };
 
 use crate::tls::pki::Issued;
-use crate::trust::revocation::{normalize_serial, IssuerKey, SerialHasher};
+use crate::trust::revocation::{
+    normalize_serial, IndexBuilder, IssuerCrl, IssuerKey, SerialHasher,
+};
 
 /// Why a CRL was refused. Every message names the CRL's source.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +262,21 @@ pub struct VerifiedCrl {
 }
 
 impl VerifiedCrl {
+    /// Puts this CRL's entries and description into an index being built.
+    pub fn add_to(&self, builder: &mut IndexBuilder) {
+        builder.add(
+            self.issuer,
+            IssuerCrl {
+                issuer_name: self.issuer_name.clone(),
+                source: self.source.clone(),
+                this_update: self.this_update,
+                next_update: self.next_update,
+                entries: self.keys.len(),
+            },
+            Arc::clone(&self.keys),
+        );
+    }
+
     /// Whether `self` is older than `other` (same issuer): by cRLNumber when both carry
     /// one, else by thisUpdate. Equal CRLs are not older.
     pub fn is_older_than(&self, other: &VerifiedCrl) -> bool {
@@ -817,7 +834,7 @@ mod der {
 mod tests {
     use super::*;
     use crate::tls::pki::{issue, self_signed, CertSpec, KeyKind, Usage};
-    use crate::trust::revocation::{IndexBuilder, IssuerCrl, RevocationIndex};
+    use crate::trust::revocation::RevocationIndex;
 
     fn ca(name: &str) -> Issued {
         self_signed(&CertSpec::new(name, Usage::Ca)).unwrap()
@@ -833,17 +850,7 @@ mod tests {
 
     fn index_of(crl: &VerifiedCrl, hasher: SerialHasher) -> RevocationIndex {
         let mut b = IndexBuilder::new(hasher, Duration::from_secs(3600), Arc::default());
-        b.add(
-            crl.issuer,
-            IssuerCrl {
-                issuer_name: crl.issuer_name.clone(),
-                source: crl.source.clone(),
-                this_update: crl.this_update,
-                next_update: crl.next_update,
-                entries: crl.keys.len(),
-            },
-            Arc::clone(&crl.keys),
-        );
+        crl.add_to(&mut b);
         b.build()
     }
 
