@@ -31,7 +31,10 @@ fn metrics_after_known_sequence(io: &str) {
     let m = |q: &str| support::admin::metric_in(&text, q);
     let show = |q: &str| format!("{q} = {:?}\n--- /metrics ---\n{text}", m(q));
 
-    let q = format!("certgate_io_backend{{backend=\"{io}\"}}");
+    let q = format!(
+        "certgate_io_backend{{backend=\"{}\"}}",
+        support::engine::backend_of(io)
+    );
     assert_eq!(m(&q), Some(1.0), "{}", show(&q));
     for q in [
         "certgate_requests_total{status=\"200\"}",

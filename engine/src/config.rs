@@ -56,6 +56,15 @@ vars! {
     IO = "CERTGATE_IO", "auto", "io backend: auto | uring | epoll (auto falls back to epoll when io_uring is blocked)";
     URING_ENTRIES = "CERTGATE_URING_ENTRIES", "256", "io_uring submission queue entries per worker";
     URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
+    URING_SQPOLL_IDLE_MS = "CERTGATE_URING_SQPOLL_IDLE_MS", "1000", "with SQPOLL: how long the kernel thread polls an idle queue before it sleeps";
+    URING_SQPOLL_CPU = "CERTGATE_URING_SQPOLL_CPU", "(unpinned)", "with SQPOLL: the CPU the kernel polling threads are pinned to";
+    URING_ACCEPT_MULTISHOT = "CERTGATE_URING_ACCEPT_MULTISHOT", "1", "1: one multishot accept per listener keeps producing connections (kernel 5.19+)";
+    URING_BUF_RING = "CERTGATE_URING_BUF_RING", "1", "1: receives take buffers from a per-worker provided-buffer ring, so idle connections hold no receive buffer (5.19+)";
+    URING_BUF_RING_ENTRIES = "CERTGATE_URING_BUF_RING_ENTRIES", "256", "buffers in each worker's ring (a power of two)";
+    URING_BUF_SIZE = "CERTGATE_URING_BUF_SIZE", "16384", "size of each ring buffer in bytes";
+    URING_RECV_MULTISHOT = "CERTGATE_URING_RECV_MULTISHOT", "1", "1: one multishot receive per connection instead of one receive per read (needs the buffer ring; 6.0+)";
+    URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "1", "1: client and backend sockets are registered with the ring (fixed files)";
+    URING_SEND_ZC_MIN = "CERTGATE_URING_SEND_ZC_MIN", "0", "writes of at least this many bytes use zero-copy send (SEND_ZC, 6.0+); 0 disables";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
     CONFIG = "CERTGATE_CONFIG", "(none)", "TOML file: [defaults] for these variables, hosts, routes, policies (a set variable overrides its default)";
@@ -217,10 +226,8 @@ pub struct Config {
     pub backlog: i32,
     /// io backend choice.
     pub io: IoChoice,
-    /// io_uring SQ entries.
-    pub uring_entries: u32,
-    /// io_uring SQPOLL.
-    pub uring_sqpoll: bool,
+    /// io_uring ring size and fast paths.
+    pub uring: crate::runtime::uring::UringSettings,
     /// State directory.
     pub state_dir: PathBuf,
     /// Log filter.
@@ -291,6 +298,14 @@ impl Vars {
                 v,
                 "expected 1 (or true, on, yes) or 0 (or false, off, no)".into(),
             )),
+        }
+    }
+
+    /// A flag that is on unless set to 0.
+    fn flag_on(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.get(var) {
+            None => Ok(true),
+            Some(_) => self.flag(var),
         }
     }
 
@@ -424,8 +439,22 @@ impl Config {
             cpu_pin: vars.flag(CPU_PIN)?,
             backlog: vars.parse(BACKLOG, 4096)?,
             io,
-            uring_entries: vars.parse(URING_ENTRIES, 256)?,
-            uring_sqpoll: vars.flag(URING_SQPOLL)?,
+            uring: crate::runtime::uring::UringSettings {
+                entries: vars.parse(URING_ENTRIES, 256)?,
+                sqpoll: vars.flag(URING_SQPOLL)?,
+                sqpoll_idle: vars.millis(URING_SQPOLL_IDLE_MS, 1000)?,
+                sqpoll_cpu: match vars.get(URING_SQPOLL_CPU) {
+                    None => None,
+                    Some(_) => Some(vars.parse(URING_SQPOLL_CPU, 0u32)?),
+                },
+                accept_multishot: vars.flag_on(URING_ACCEPT_MULTISHOT)?,
+                buf_ring: vars.flag_on(URING_BUF_RING)?,
+                buf_ring_entries: vars.parse(URING_BUF_RING_ENTRIES, 256)?,
+                buf_size: vars.parse(URING_BUF_SIZE, 16384)?,
+                recv_multishot: vars.flag_on(URING_RECV_MULTISHOT)?,
+                fixed_files: vars.flag_on(URING_FIXED_FILES)?,
+                send_zc_min: vars.parse(URING_SEND_ZC_MIN, 0)?,
+            },
             state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
@@ -461,7 +490,27 @@ impl Config {
             1024,
             1 << 20,
         )?;
-        range(URING_ENTRIES, self.uring_entries.into(), 8, 32768)?;
+        range(URING_ENTRIES, self.uring.entries.into(), 8, 32768)?;
+        range(
+            URING_BUF_RING_ENTRIES,
+            self.uring.buf_ring_entries.into(),
+            1,
+            32768,
+        )?;
+        if !self.uring.buf_ring_entries.is_power_of_two() {
+            return Err(invalid(
+                URING_BUF_RING_ENTRIES,
+                &self.uring.buf_ring_entries.to_string(),
+                "must be a power of two".into(),
+            ));
+        }
+        range(URING_BUF_SIZE, self.uring.buf_size.into(), 1024, 1 << 20)?;
+        range(
+            URING_SQPOLL_IDLE_MS,
+            self.uring.sqpoll_idle.as_millis() as u64,
+            1,
+            60_000,
+        )?;
         range(BACKLOG, self.backlog as u64, 1, 1 << 20)?;
         range(MAX_CONNECTIONS, self.max_connections as u64, 1, 1 << 24)?;
         range(VERIFY_CACHE_SIZE, self.verify_cache_size as u64, 1, 1 << 24)?;

@@ -169,7 +169,13 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
 
     let tickets = TicketKeys::new();
     let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
-    let (io, why) = choose_backend(&config)?;
+    let choice = choose_backend(&config)?;
+    let (io, why) = (choice.backend, choice.reason);
+    let uring_features = choice
+        .uring
+        .as_ref()
+        .map(|d| d.features)
+        .unwrap_or_default();
 
     let listeners = crate::listener::bind_all(config.listen, config.workers, config.backlog)
         .map_err(|source| StartError::Bind {
@@ -203,6 +209,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         snapshot: ArcSwap::from_pointee(snapshot),
         backend_addr,
         io,
+        uring: uring_features,
         stats,
     });
     let control = Control::start(Arc::clone(&shared), planner, tickets, store);
@@ -212,6 +219,12 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         warn!("io backend: epoll ({why})");
     } else {
         info!("io backend: {} ({why})", io.as_str());
+    }
+    if let Some(detected) = &choice.uring {
+        for line in &detected.fallbacks {
+            warn!("{line}");
+        }
+        info!("{}", detected.features.summary(&config.uring));
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -105,6 +105,12 @@ fn token_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     }
 }
 
+/// The io backend an io variant runs on: `uring-plain` is io_uring with
+/// every fast path off (multishot, buffer ring, fixed files, zero-copy send).
+pub fn backend_of(io: &str) -> &str {
+    io.strip_suffix("-plain").unwrap_or(io)
+}
+
 fn base_command(io: &str, state: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_clear();
@@ -116,8 +122,19 @@ fn base_command(io: &str, state: &Path) -> Command {
     }
     cmd.env("CERTGATE_LISTEN", "127.0.0.1:0")
         .env("CERTGATE_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("CERTGATE_IO", io)
+        .env("CERTGATE_IO", backend_of(io))
         .env("CERTGATE_STATE_DIR", state);
+    if io.ends_with("-plain") {
+        for var in [
+            "CERTGATE_URING_ACCEPT_MULTISHOT",
+            "CERTGATE_URING_BUF_RING",
+            "CERTGATE_URING_RECV_MULTISHOT",
+            "CERTGATE_URING_FIXED_FILES",
+            "CERTGATE_URING_SEND_ZC_MIN",
+        ] {
+            cmd.env(var, "0");
+        }
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -220,7 +237,8 @@ impl Engine {
             .parse()
             .unwrap_or_else(|e| panic!("bad admin= {admin:?} in ready line ({e}): {ready_line}"));
         assert_eq!(
-            got_io, io,
+            got_io,
+            backend_of(io),
             "engine started with CERTGATE_IO={io} but reports io={got_io}: {ready_line}"
         );
         engine

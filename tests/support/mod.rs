@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The two io backends every engine-facing test runs on.
-pub const IO_BACKENDS: [&str; 2] = ["uring", "epoll"];
+/// The io variants every engine-facing test runs on: io_uring with its fast
+/// paths (the default), io_uring with every fast path off, and epoll.
+pub const IO_BACKENDS: [&str; 3] = ["uring", "uring-plain", "epoll"];
 
-/// Generates one `#[test]` per io backend for each named function
-/// `fn name(io: &str)`: `name::uring` and `name::epoll`, so a failure names the
-/// backend.
+/// Generates one `#[test]` per io variant for each named function
+/// `fn name(io: &str)`: `name::uring`, `name::uring_plain` and `name::epoll`,
+/// so a failure names the variant.
 macro_rules! io_tests {
     ($($name:ident),+ $(,)?) => {
         $(
@@ -33,6 +34,10 @@ macro_rules! io_tests {
                 #[test]
                 fn uring() {
                     super::$name("uring")
+                }
+                #[test]
+                fn uring_plain() {
+                    super::$name("uring-plain")
                 }
                 #[test]
                 fn epoll() {

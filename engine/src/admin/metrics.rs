@@ -115,6 +115,12 @@ pub struct WorkerStats {
     pub bytes_received: Counter,
     /// Bytes written to client sockets (TLS records).
     pub bytes_sent: Counter,
+    /// io_uring: system calls that submitted work (`io_uring_enter`).
+    pub uring_submit_calls: Counter,
+    /// io_uring: receives that found the provided-buffer ring empty.
+    pub uring_buffers_exhausted: Counter,
+    /// io_uring: zero-copy sends.
+    pub uring_send_zc: Counter,
 }
 
 impl Default for WorkerStats {
@@ -135,6 +141,9 @@ impl Default for WorkerStats {
             backend_errors: Default::default(),
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
+            uring_submit_calls: Counter::default(),
+            uring_buffers_exhausted: Counter::default(),
+            uring_send_zc: Counter::default(),
         }
     }
 }
@@ -251,7 +260,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
         ],
     );
 
-    let simple: [SimpleFamily; 10] = [
+    let simple: [SimpleFamily; 13] = [
         (
             "certgate_connections_accepted_total",
             "counter",
@@ -311,6 +320,24 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
             "counter",
             "bytes written to client connections (TLS records)",
             |w| &w.bytes_sent,
+        ),
+        (
+            "certgate_uring_submit_calls_total",
+            "counter",
+            "io_uring_enter system calls that submitted work (io_uring backend; with SQPOLL only the wake-ups)",
+            |w| &w.uring_submit_calls,
+        ),
+        (
+            "certgate_uring_buffers_exhausted_total",
+            "counter",
+            "receives that found the io_uring provided-buffer ring empty and used a buffer of their own",
+            |w| &w.uring_buffers_exhausted,
+        ),
+        (
+            "certgate_uring_send_zc_total",
+            "counter",
+            "io_uring zero-copy sends (CERTGATE_URING_SEND_ZC_MIN)",
+            |w| &w.uring_send_zc,
         ),
     ];
     for (name, kind, help, f) in simple {

@@ -1,4 +1,5 @@
-//! The narrow I/O trait the engine is written against, and its two backends (io_uring, epoll).
+//! The narrow I/O trait the engine is written against, and its epoll backend
+//! (the io_uring one is [`crate::runtime::uring::net::UringStream`]).
 //!
 //! Both speak owned buffers: a read takes a `BytesMut`, fills its spare
 //! capacity and gives it back; a write takes the buffer and gives it back
@@ -9,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::BytesMut;
 
@@ -22,53 +24,27 @@ pub trait Io: Sized + 'static {
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut);
     /// Shut down the write side (FIN), leaving reads open.
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Receive into a buffer of the worker's shared pool (io_uring's
+    /// provided-buffer ring), so that a connection waiting for data holds
+    /// none. [`Pooled::Unavailable`] when the backend has no pool or it ran
+    /// dry: the caller then reads into a buffer of its own with [`Io::read`].
+    async fn read_pooled(&self) -> io::Result<Pooled> {
+        Ok(Pooled::Unavailable)
+    }
+    /// The socket's descriptor (socket options, kernel TLS).
+    fn raw_fd(&self) -> RawFd;
+    /// Wait until the socket has data to read (or an error, or end of stream).
+    async fn readable(&self) -> io::Result<()>;
 }
 
-// === io_uring ===
-
-/// A stream on the worker's io_uring.
-pub struct UringStream(tokio_uring::net::TcpStream);
-
-impl UringStream {
-    /// Wrap an accepted or connected socket.
-    pub fn new(s: tokio_uring::net::TcpStream) -> Self {
-        let _ = s.set_nodelay(true);
-        UringStream(s)
-    }
-}
-
-/// A cancelled io_uring read keeps its operation (and with it the socket) alive
-/// until the kernel completes it; with a silent peer that is never. Shutting
-/// the socket down on drop completes every pending operation at once, so a
-/// connection dropped on a timeout really closes.
-impl Drop for UringStream {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-impl Io for UringStream {
-    async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        tokio_uring::net::TcpStream::connect(addr)
-            .await
-            .map(UringStream::new)
-    }
-
-    async fn read(&self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        use tokio_uring::buf::BoundedBuf;
-        let start = buf.len();
-        let end = buf.capacity();
-        let (res, slice) = self.0.read(buf.slice(start..end)).await;
-        (res, slice.into_inner())
-    }
-
-    async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        self.0.write_all(buf).await
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.0.shutdown(std::net::Shutdown::Write)
-    }
+/// What a pooled receive produced.
+pub enum Pooled {
+    /// Received bytes, in a pool buffer that returns to the pool on drop.
+    Data(crate::runtime::uring::bufring::Lease),
+    /// End of stream.
+    Eof,
+    /// No pool buffer: read with [`Io::read`] instead.
+    Unavailable,
 }
 
 // === epoll ===
@@ -121,5 +97,13 @@ impl Io for EpollStream {
 
     fn shutdown_write(&self) -> io::Result<()> {
         socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        self.0.readable().await
     }
 }

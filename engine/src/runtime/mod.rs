@@ -6,6 +6,7 @@
 //! current snapshot (an `ArcSwap` load, no lock).
 
 pub mod io;
+pub mod uring;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use crate::tls::context::Snapshot;
 /// The io backend in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoBackend {
-    /// tokio-uring on io_uring.
+    /// io_uring, through certgate's own driver (`runtime::uring`).
     Uring,
     /// tokio on epoll.
     Epoll,
@@ -41,37 +42,41 @@ impl IoBackend {
 #[error("CERTGATE_IO=uring but io_uring cannot be set up: {0}")]
 pub struct UringUnavailable(std::io::Error);
 
-/// The ring every worker builds: configured size, SQPOLL when asked.
-pub fn uring_builder(config: &Config) -> tokio_uring::Builder {
-    let mut builder = tokio_uring::builder();
-    builder.entries(config.uring_entries);
-    let mut ring = io_uring::IoUring::builder();
-    if config.uring_sqpoll {
-        ring.setup_sqpoll(1000);
-    }
-    builder.uring_builder(&ring);
-    builder
+/// The backend chosen at start-up, why, and (for io_uring) the fast paths in force.
+pub struct Choice {
+    /// The backend.
+    pub backend: IoBackend,
+    /// Why, for the log.
+    pub reason: String,
+    /// With io_uring: what the kernel has of what was asked.
+    pub uring: Option<uring::Detected>,
 }
 
-/// Probe io_uring by creating (and dropping) exactly the ring a worker would.
-fn probe_uring(config: &Config) -> std::io::Result<()> {
-    tokio_uring::Runtime::new(&uring_builder(config)).map(drop)
-}
-
-/// Decide the backend: returns it and the reason to log.
-pub fn choose_backend(config: &Config) -> Result<(IoBackend, String), UringUnavailable> {
+/// Decide the backend by probing io_uring with exactly the ring a worker would build.
+pub fn choose_backend(config: &Config) -> Result<Choice, UringUnavailable> {
+    let probe = || uring::detect(&config.uring, config.max_connections);
+    let uring_choice = |d, reason: &str| Choice {
+        backend: IoBackend::Uring,
+        reason: reason.into(),
+        uring: Some(d),
+    };
     match config.io {
-        IoChoice::Epoll => Ok((IoBackend::Epoll, "forced by CERTGATE_IO=epoll".into())),
-        IoChoice::Uring => match probe_uring(config) {
-            Ok(()) => Ok((IoBackend::Uring, "forced by CERTGATE_IO=uring".into())),
+        IoChoice::Epoll => Ok(Choice {
+            backend: IoBackend::Epoll,
+            reason: "forced by CERTGATE_IO=epoll".into(),
+            uring: None,
+        }),
+        IoChoice::Uring => match probe() {
+            Ok(d) => Ok(uring_choice(d, "forced by CERTGATE_IO=uring")),
             Err(e) => Err(UringUnavailable(e)),
         },
-        IoChoice::Auto => match probe_uring(config) {
-            Ok(()) => Ok((IoBackend::Uring, "io_uring is available".into())),
-            Err(e) => Ok((
-                IoBackend::Epoll,
-                format!("io_uring cannot be set up ({e}; a container seccomp profile commonly blocks it), falling back to epoll"),
-            )),
+        IoChoice::Auto => match probe() {
+            Ok(d) => Ok(uring_choice(d, "io_uring is available")),
+            Err(e) => Ok(Choice {
+                backend: IoBackend::Epoll,
+                reason: format!("io_uring cannot be set up ({e}; a container seccomp profile commonly blocks it), falling back to epoll"),
+                uring: None,
+            }),
         },
     }
 }
@@ -101,6 +106,8 @@ pub struct Shared {
     pub backend_addr: SocketAddr,
     /// The io backend in use.
     pub io: IoBackend,
+    /// With io_uring: the fast paths in force.
+    pub uring: uring::Features,
     /// One stats block per worker.
     pub stats: Vec<Arc<WorkerStats>>,
 }

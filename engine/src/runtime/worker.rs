@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::io::{EpollStream, Io, UringStream};
+use super::io::{EpollStream, Io};
+use super::uring::net::{UringListener, UringStream};
 use super::{IoBackend, Shared};
 use crate::admin::metrics::WorkerStats;
 use crate::tls::verify::WorkerVerifier;
@@ -152,30 +153,29 @@ fn run_uring(
     shutdown: watch::Receiver<bool>,
     started: Started,
 ) {
-    let runtime = match tokio_uring::Runtime::new(&super::uring_builder(&shared.config)) {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = started.send(Err(format!(
-                "worker {id}: cannot start io_uring runtime: {e}"
-            )));
-            return;
-        }
-    };
-    runtime.block_on(async move {
+    let driver =
+        match super::uring::worker_driver(&shared.config.uring, shared.uring, Arc::clone(&stats)) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = started.send(Err(format!("worker {id}: cannot set up io_uring: {e}")));
+                return;
+            }
+        };
+    let serve = async move {
         let w = new_worker::<UringStream>(id, shared, stats, shutdown);
-        let listener = tokio_uring::net::TcpListener::from_std(listener);
+        let mut listener = UringListener::new(listener);
         let _ = started.send(Ok(()));
         let mut stop = w.shutdown.clone();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((sock, peer)) => admit(UringStream::new(sock), peer, &w),
+                    Ok((sock, peer)) => admit(sock, peer, &w),
                     Err(e) => accept_error(&e).await,
                 },
                 _ = stop.changed() => break,
             }
         }
-        // The cancelled accept keeps the listening socket open until the kernel
+        // The armed accept keeps the listening socket open until the kernel
         // completes it; shutting the socket down completes it now, so new
         // connections are refused at once instead of waiting in the backlog.
         // SAFETY: the descriptor belongs to `listener`, which is alive here.
@@ -184,7 +184,10 @@ fn run_uring(
         }
         drop(listener);
         drain(&w).await;
-    });
+    };
+    if let Err(e) = super::uring::run(driver, serve) {
+        tracing::error!(worker = id, "io_uring worker stopped: {e}");
+    }
 }
 
 fn run_epoll(

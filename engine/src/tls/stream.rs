@@ -1,18 +1,22 @@
 //! TLS over owned-buffer I/O: BoringSSL works on in-memory ciphertext buffers, the loop moves them.
 //!
-//! BoringSSL reads ciphertext from [`Ciphertext::incoming`] (and reports
-//! `WANT_READ` when it is empty) and appends what it writes to
-//! [`Ciphertext::outgoing`]. The async side reads the socket straight into
-//! `incoming`'s spare capacity and writes `outgoing` as one owned buffer, so
-//! ciphertext is never copied on the way in or out; plaintext exists once, in
-//! the caller's buffer.
+//! BoringSSL reads ciphertext from [`Ciphertext`] (and reports `WANT_READ`
+//! when it holds nothing) and appends what it writes to
+//! [`Ciphertext::outgoing`]. Received ciphertext sits either in a buffer of
+//! the worker's pool (io_uring's provided-buffer ring: the kernel filled it,
+//! and it goes back to the pool the moment BoringSSL has taken the bytes) or,
+//! without a pool, in the connection's own `incoming` buffer, read into
+//! directly. Either way it is not copied before BoringSSL reads it, and
+//! `outgoing` is written as one owned buffer; plaintext exists once, in the
+//! caller's buffer.
 
 use std::io::{self, Read, Write};
 
 use boring::ssl::{ErrorCode, ShutdownResult, Ssl, SslStream};
 use bytes::{Buf, BytesMut};
 
-use crate::runtime::io::Io;
+use crate::runtime::io::{Io, Pooled};
+use crate::runtime::uring::bufring::Lease;
 
 /// One TLS record plus header room: the natural unit of a socket read.
 pub const RECORD: usize = 17 * 1024;
@@ -24,20 +28,40 @@ pub const SMALL: usize = 4 * 1024;
 /// In-memory ciphertext, both directions.
 #[derive(Default)]
 pub struct Ciphertext {
-    /// Received from the peer, not yet consumed by BoringSSL.
+    /// Received from the peer into the connection's own buffer, not yet
+    /// consumed by BoringSSL.
     pub incoming: BytesMut,
+    /// Received into a pool buffer, not yet consumed by BoringSSL (read
+    /// after `incoming`; dropped, so returned to the pool, once consumed).
+    pub pooled: Option<Lease>,
     /// Produced by BoringSSL, not yet written to the socket.
     pub outgoing: BytesMut,
 }
 
+impl Ciphertext {
+    /// No received byte is waiting for BoringSSL.
+    pub fn drained(&self) -> bool {
+        self.incoming.is_empty() && self.pooled.is_none()
+    }
+}
+
 impl Read for Ciphertext {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.incoming.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
+        if !self.incoming.is_empty() {
+            let n = buf.len().min(self.incoming.len());
+            buf[..n].copy_from_slice(&self.incoming[..n]);
+            self.incoming.advance(n);
+            return Ok(n);
         }
-        let n = buf.len().min(self.incoming.len());
-        buf[..n].copy_from_slice(&self.incoming[..n]);
-        self.incoming.advance(n);
+        let Some(lease) = self.pooled.as_mut() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = buf.len().min(lease.len());
+        buf[..n].copy_from_slice(&lease[..n]);
+        lease.advance(n);
+        if lease.is_empty() {
+            self.pooled = None;
+        }
         Ok(n)
     }
 }
@@ -136,10 +160,29 @@ impl<S: Io> TlsConn<S> {
         Ok(())
     }
 
-    /// Read more ciphertext from the socket into `incoming`. `Ok(false)` at end of stream.
+    /// Read more ciphertext from the socket: into a pool buffer when the
+    /// backend has one, else into `incoming`. `Ok(false)` at end of stream.
     async fn fill(&mut self) -> io::Result<bool> {
         if self.eof {
             return Ok(false);
+        }
+        debug_assert!(self.tls.get_ref().drained());
+        match self.sock.read_pooled().await? {
+            Pooled::Data(lease) => {
+                self.traffic.received += lease.len() as u64;
+                let ct = self.tls.get_mut();
+                // Waiting went through the pool: hold no buffer of our own.
+                if ct.incoming.capacity() > 0 {
+                    ct.incoming = BytesMut::new();
+                }
+                ct.pooled = Some(lease);
+                return Ok(true);
+            }
+            Pooled::Eof => {
+                self.eof = true;
+                return Ok(false);
+            }
+            Pooled::Unavailable => {}
         }
         let mut inc = std::mem::take(&mut self.tls.get_mut().incoming);
         if self.streaming {
@@ -193,7 +236,7 @@ impl<S: Io> TlsConn<S> {
     /// No room is reserved in `dst` until ciphertext has arrived, so a
     /// connection waiting for its next request holds no plaintext buffer.
     pub async fn read(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
-        let mut need_input = self.tls.get_ref().incoming.is_empty() && !self.has_pending();
+        let mut need_input = self.tls.get_ref().drained() && !self.has_pending();
         loop {
             if need_input {
                 // Post-handshake messages (tickets, alerts) may be waiting to go out.
