@@ -56,6 +56,7 @@ vars! {
     IO = "CERTGATE_IO", "auto", "io backend: auto | uring | epoll (auto falls back to epoll when io_uring is blocked)";
     URING_ENTRIES = "CERTGATE_URING_ENTRIES", "256", "io_uring submission queue entries per worker";
     URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
+    KTLS = "CERTGATE_KTLS", "auto", "kernel TLS record layer after the handshake: auto | on | off (auto uses it where the kernel lists tls in /proc/sys/net/ipv4/tcp_available_ulp)";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
     CONFIG = "CERTGATE_CONFIG", "(none)", "TOML file: [defaults] for these variables, hosts, routes, policies (a set variable overrides its default)";
@@ -147,6 +148,17 @@ pub enum IoChoice {
     Epoll,
 }
 
+/// Whether the record layer is handed to the kernel (kTLS) after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KtlsChoice {
+    /// Where the kernel offers the `tls` ULP; user space elsewhere.
+    Auto,
+    /// Required: a kernel without the `tls` ULP is a start-up error.
+    On,
+    /// Never: records stay in BoringSSL.
+    Off,
+}
+
 /// Where requests are proxied to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -221,6 +233,12 @@ pub struct Config {
     pub uring_entries: u32,
     /// io_uring SQPOLL.
     pub uring_sqpoll: bool,
+    /// kTLS choice.
+    pub ktls: KtlsChoice,
+    /// Whether the kernel offers the `tls` ULP: probed once at start-up
+    /// (`serve`), false until then. Connections are offloaded when this is
+    /// true and `ktls` is not `Off`.
+    pub ktls_available: bool,
     /// State directory.
     pub state_dir: PathBuf,
     /// Log filter.
@@ -398,6 +416,13 @@ impl Config {
             Some(v) => return Err(invalid(IO, v, "expected auto, uring or epoll".into())),
         };
 
+        let ktls = match vars.get(KTLS) {
+            None | Some("auto") => KtlsChoice::Auto,
+            Some("on") => KtlsChoice::On,
+            Some("off") => KtlsChoice::Off,
+            Some(v) => return Err(invalid(KTLS, v, "expected auto, on or off".into())),
+        };
+
         let workers = match vars.get(WORKERS) {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             Some(_) => vars.parse(WORKERS, 1usize)?,
@@ -426,6 +451,8 @@ impl Config {
             io,
             uring_entries: vars.parse(URING_ENTRIES, 256)?,
             uring_sqpoll: vars.flag(URING_SQPOLL)?,
+            ktls,
+            ktls_available: false,
             state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
@@ -649,6 +676,7 @@ mod tests {
             (WORKERS, "0"),
             (CLIENT_CERT, "maybe"),
             (IO, "kqueue"),
+            (KTLS, "maybe"),
             (CPU_PIN, "2"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err().to_string();

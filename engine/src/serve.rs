@@ -37,6 +37,9 @@ pub enum StartError {
     /// io_uring forced but unavailable.
     #[error(transparent)]
     Uring(#[from] crate::runtime::UringUnavailable),
+    /// kTLS forced but the kernel lacks it.
+    #[error(transparent)]
+    Ktls(#[from] crate::tls::ktls::KtlsUnavailable),
     /// The development PKI could not be made.
     #[error("CERTGATE_STATE_DIR: cannot create the development PKI: {0}")]
     DevPki(#[from] pki::PkiError),
@@ -168,6 +171,8 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     let backend_addr = sources.hosts[0].backend;
 
     let tickets = TicketKeys::new();
+    let ktls = crate::tls::ktls::Availability::resolve(config.ktls)?;
+    config.ktls_available = ktls.kernel;
     let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
     let (io, why) = choose_backend(&config)?;
 
@@ -213,6 +218,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     } else {
         info!("io backend: {} ({why})", io.as_str());
     }
+    info!("kTLS: {}", ktls.why);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();

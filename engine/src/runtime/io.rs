@@ -22,6 +22,22 @@ pub trait Io: Sized + 'static {
     async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut);
     /// Shut down the write side (FIN), leaving reads open.
     fn shutdown_write(&self) -> io::Result<()>;
+    /// The socket's descriptor, for socket options and `recvmsg`/`sendmsg`
+    /// that the trait does not carry (kTLS); it stays owned by the stream.
+    fn raw_fd(&self) -> std::os::fd::RawFd;
+    /// Wait until a read would not block (data, end of stream or an error is
+    /// there). A caller that then reads the descriptor itself and gets
+    /// `WouldBlock` simply waits again.
+    async fn readable(&self) -> io::Result<()>;
+}
+
+/// A borrowed descriptor for a short-lived `AsyncFd` registration.
+struct BorrowedRawFd(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedRawFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 // === io_uring ===
@@ -68,6 +84,28 @@ impl Io for UringStream {
 
     fn shutdown_write(&self) -> io::Result<()> {
         self.0.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        // tokio-uring has no readiness API: register the descriptor with the
+        // runtime's reactor for this one wait (registration reports the
+        // current state, so data already there wakes at once).
+        // SAFETY: the descriptor belongs to `self.0`, which outlives this
+        // call and so the AsyncFd dropped at its end; it is not closed or
+        // replaced meanwhile (`&self` is borrowed throughout).
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                BorrowedRawFd(self.raw_fd()),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(io::Error::from)?;
+        let _ready = fd.readable().await?;
+        Ok(())
     }
 }
 
@@ -121,5 +159,41 @@ impl Io for EpollStream {
 
     fn shutdown_write(&self) -> io::Result<()> {
         socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        loop {
+            self.0.readable().await?;
+            // The caller reads the descriptor behind tokio's back, so tokio
+            // never sees its WouldBlock: confirm readiness with a one-byte
+            // peek through try_io, which clears a stale readiness.
+            let peek = self.0.try_io(tokio::io::Interest::READABLE, || {
+                let mut byte = 0u8;
+                // SAFETY: one valid byte of buffer; MSG_PEEK leaves the data queued.
+                let n = unsafe {
+                    libc::recv(
+                        self.raw_fd(),
+                        (&mut byte as *mut u8).cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            match peek {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Data, end of stream, or an error (kTLS: EIO for a control
+                // record peeked without a cmsg buffer): a read will not block.
+                _ => return Ok(()),
+            }
+        }
     }
 }
