@@ -670,6 +670,25 @@ mod tests {
     }
 
     #[test]
+    fn ktls_choice_defaults_to_auto_and_is_not_probed_here() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.ktls, KtlsChoice::Auto);
+        assert!(
+            !c.ktls_available,
+            "the kernel is probed at start-up, not while parsing"
+        );
+        for (v, want) in [
+            ("auto", KtlsChoice::Auto),
+            ("on", KtlsChoice::On),
+            ("off", KtlsChoice::Off),
+        ] {
+            assert_eq!(cfg(&[(KTLS, v)]).unwrap().ktls, want, "{v}");
+        }
+        let e = cfg(&[(KTLS, "yes")]).unwrap_err().to_string();
+        assert!(e.contains("expected auto, on or off"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, val) in [
             (LISTEN, "nope"),

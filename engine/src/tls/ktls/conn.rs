@@ -65,15 +65,19 @@ impl KernelTls {
             return Ok(0);
         }
         let fd = sock.raw_fd();
-        loop {
+        if dst.capacity() - dst.len() < RECORD {
             // Wait before reserving: an idle connection holds no buffer.
             sock.readable().await?;
-            if dst.capacity() - dst.len() < RECORD {
-                dst.reserve(RECORD);
-            }
+            dst.reserve(RECORD);
+        }
+        loop {
+            // Try first: while a body streams in, data is usually there.
             let (n, record_type) = match sys::recv_record(fd, dst.spare_capacity_mut()) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sock.readable().await?;
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };

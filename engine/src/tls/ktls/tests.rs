@@ -403,6 +403,8 @@ async fn kernel_mode_glue<S: crate::runtime::io::Io>(sock: S, mut peer: std::net
     let reader = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(50));
         peer.write_all(b"hello").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        peer.write_all(b" again").unwrap();
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
         got
@@ -414,13 +416,16 @@ async fn kernel_mode_glue<S: crate::runtime::io::Io>(sock: S, mut peer: std::net
     let mut dst = bytes::BytesMut::new();
     let n = k.read(&sock, &mut dst, &mut traffic).await.unwrap();
     assert_eq!((n, &dst[..]), (5, &b"hello"[..]));
+    // Room is there now: recvmsg first, WouldBlock, then the readiness wait.
+    let n = k.read(&sock, &mut dst, &mut traffic).await.unwrap();
+    assert_eq!((n, &dst[..]), (6, &b"hello again"[..]));
     k.write_all(&sock, b"world", &mut traffic).await.unwrap();
     k.shutdown(&sock).await;
     let got = reader.join().unwrap();
     // On a plain socket the close_notify alert body goes out as bytes.
     assert_eq!(got, b"world\x01\x00");
     assert_eq!(k.read(&sock, &mut dst, &mut traffic).await.unwrap(), 0);
-    assert_eq!((traffic.received, traffic.sent), (5, 5));
+    assert_eq!((traffic.received, traffic.sent), (11, 5));
 }
 
 fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
