@@ -567,8 +567,8 @@ pub fn build_snapshot(
     });
     let contexts = Arc::new(OnceLock::new());
     let mut hosts = Vec::with_capacity(src.hosts.len());
+    let ktls = crate::tls::ktls::wanted(config);
     for (i, plan) in src.hosts.iter().enumerate() {
-        let ktls = crate::tls::ktls::wanted(config);
         let ssl_ctx = build_host(plan, i, src, &verify, &names, &contexts, tickets, ktls)?;
         hosts.push(HostCtx {
             name: plan.names.first().cloned().unwrap_or_else(|| "*".into()),

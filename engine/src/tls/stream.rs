@@ -125,11 +125,6 @@ impl<S: Io> TlsConn<S> {
         self.kernel = Kernel::Pending(pending);
     }
 
-    /// Whether the kernel protects this connection's records.
-    pub fn offloaded(&self) -> bool {
-        matches!(self.kernel, Kernel::Offloaded(_))
-    }
-
     /// At a record boundary (called with `outgoing` flushed): offload if armed.
     fn offload_at_boundary(&mut self) -> io::Result<bool> {
         let idle = self.tls.get_ref().incoming.is_empty()
