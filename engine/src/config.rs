@@ -65,6 +65,7 @@ vars! {
     URING_RECV_MULTISHOT = "CERTGATE_URING_RECV_MULTISHOT", "1", "1: one multishot receive per connection instead of one receive per read (needs the buffer ring; 6.0+)";
     URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "1", "1: client and backend sockets are registered with the ring (fixed files)";
     URING_SEND_ZC_MIN = "CERTGATE_URING_SEND_ZC_MIN", "0", "writes of at least this many bytes use zero-copy send (SEND_ZC, 6.0+); 0 disables";
+    KTLS = "CERTGATE_KTLS", "auto", "kernel TLS record layer after the handshake: auto | on | off (auto uses it where the kernel lists tls in /proc/sys/net/ipv4/tcp_available_ulp)";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
     CONFIG = "CERTGATE_CONFIG", "(none)", "TOML file: [defaults] for these variables, hosts, routes, policies (a set variable overrides its default)";
@@ -156,6 +157,17 @@ pub enum IoChoice {
     Epoll,
 }
 
+/// Whether the record layer is handed to the kernel (kTLS) after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KtlsChoice {
+    /// Where the kernel offers the `tls` ULP; user space elsewhere.
+    Auto,
+    /// Required: a kernel without the `tls` ULP is a start-up error.
+    On,
+    /// Never: records stay in BoringSSL.
+    Off,
+}
+
 /// Where requests are proxied to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -228,6 +240,12 @@ pub struct Config {
     pub io: IoChoice,
     /// io_uring ring size and fast paths.
     pub uring: crate::runtime::uring::UringSettings,
+    /// kTLS choice.
+    pub ktls: KtlsChoice,
+    /// Whether the kernel offers the `tls` ULP: probed once at start-up
+    /// (`serve`), false until then. Connections are offloaded when this is
+    /// true and `ktls` is not `Off`.
+    pub ktls_available: bool,
     /// State directory.
     pub state_dir: PathBuf,
     /// Log filter.
@@ -413,6 +431,13 @@ impl Config {
             Some(v) => return Err(invalid(IO, v, "expected auto, uring or epoll".into())),
         };
 
+        let ktls = match vars.get(KTLS) {
+            None | Some("auto") => KtlsChoice::Auto,
+            Some("on") => KtlsChoice::On,
+            Some("off") => KtlsChoice::Off,
+            Some(v) => return Err(invalid(KTLS, v, "expected auto, on or off".into())),
+        };
+
         let workers = match vars.get(WORKERS) {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             Some(_) => vars.parse(WORKERS, 1usize)?,
@@ -455,6 +480,8 @@ impl Config {
                 fixed_files: vars.flag_on(URING_FIXED_FILES)?,
                 send_zc_min: vars.parse(URING_SEND_ZC_MIN, 0)?,
             },
+            ktls,
+            ktls_available: false,
             state_dir: vars.path(STATE_DIR).unwrap_or_else(default_state_dir),
             log: vars.get(LOG).unwrap_or("info").to_string(),
             dev_mode,
@@ -692,12 +719,32 @@ mod tests {
     }
 
     #[test]
+    fn ktls_choice_defaults_to_auto_and_is_not_probed_here() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.ktls, KtlsChoice::Auto);
+        assert!(
+            !c.ktls_available,
+            "the kernel is probed at start-up, not while parsing"
+        );
+        for (v, want) in [
+            ("auto", KtlsChoice::Auto),
+            ("on", KtlsChoice::On),
+            ("off", KtlsChoice::Off),
+        ] {
+            assert_eq!(cfg(&[(KTLS, v)]).unwrap().ktls, want, "{v}");
+        }
+        let e = cfg(&[(KTLS, "yes")]).unwrap_err().to_string();
+        assert!(e.contains("expected auto, on or off"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, val) in [
             (LISTEN, "nope"),
             (WORKERS, "0"),
             (CLIENT_CERT, "maybe"),
             (IO, "kqueue"),
+            (KTLS, "maybe"),
             (CPU_PIN, "2"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err().to_string();

@@ -37,6 +37,9 @@ pub enum StartError {
     /// io_uring forced but unavailable.
     #[error(transparent)]
     Uring(#[from] crate::runtime::UringUnavailable),
+    /// kTLS forced but the kernel lacks it.
+    #[error(transparent)]
+    Ktls(#[from] crate::tls::ktls::KtlsUnavailable),
     /// The development PKI could not be made.
     #[error("CERTGATE_STATE_DIR: cannot create the development PKI: {0}")]
     DevPki(#[from] pki::PkiError),
@@ -168,14 +171,23 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     let backend_addr = sources.hosts[0].backend;
 
     let tickets = TicketKeys::new();
+    let ktls = crate::tls::ktls::Availability::resolve(config.ktls)?;
+    config.ktls_available = ktls.kernel;
     let snapshot = build_snapshot(&config, &sources, 1, &tickets)?;
     let choice = choose_backend(&config)?;
     let (io, why) = (choice.backend, choice.reason);
-    let uring_features = choice
+    let mut uring_features = choice
         .uring
         .as_ref()
         .map(|d| d.features)
         .unwrap_or_default();
+    // kTLS reads its records with recvmsg on the socket: an armed multishot
+    // receive would take them first, so connections that may be offloaded
+    // receive with one-shot operations, never armed between reads.
+    let ktls_drops_multishot = crate::tls::ktls::wanted(&config) && uring_features.recv_multishot;
+    if ktls_drops_multishot {
+        uring_features.recv_multishot = false;
+    }
 
     let listeners = crate::listener::bind_all(config.listen, config.workers, config.backlog)
         .map_err(|source| StartError::Bind {
@@ -224,8 +236,12 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         for line in &detected.fallbacks {
             warn!("{line}");
         }
-        info!("{}", detected.features.summary(&config.uring));
+        if ktls_drops_multishot {
+            info!("multishot receive off: kTLS reads records with recvmsg, which an armed multishot receive would take");
+        }
+        info!("{}", uring_features.summary(&config.uring));
     }
+    info!("kTLS: {}", ktls.why);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();

@@ -120,6 +120,12 @@ fn base_command(io: &str, state: &Path) -> Command {
     if let Ok(h) = std::env::var("HOME") {
         cmd.env("HOME", h);
     }
+    // `CERTGATE_KTLS=on|off cargo test` runs the whole suite with kernel TLS
+    // forced on or off (the engine's default, auto, uses it where the kernel
+    // has it). A test that sets the variable itself overrides this.
+    if let Ok(k) = std::env::var("CERTGATE_KTLS") {
+        cmd.env("CERTGATE_KTLS", k);
+    }
     cmd.env("CERTGATE_LISTEN", "127.0.0.1:0")
         .env("CERTGATE_ADMIN_LISTEN", "127.0.0.1:0")
         .env("CERTGATE_IO", backend_of(io))

@@ -69,6 +69,22 @@ pub enum HandshakeFailure {
 
 const HANDSHAKE_FAILURES: [&str; 3] = ["timeout", "error", "closed"];
 
+/// Why a connection's records stayed in user space although kTLS was wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KtlsFallback {
+    /// The kernel does not offer the `tls` ULP (`CERTGATE_KTLS=auto`).
+    NoUlp = 0,
+    /// The negotiated version or cipher suite is not one the kernel implements.
+    Cipher = 1,
+    /// The record keys could not be derived (a TLS 1.3 traffic secret was not logged).
+    Keys = 2,
+    /// The kernel refused `TCP_ULP` or `TLS_TX` (the connection continues in user space).
+    Setsockopt = 3,
+}
+
+/// Labels of [`KtlsFallback`], by discriminant.
+pub const KTLS_FALLBACKS: [&str; 4] = ["no_ulp", "cipher", "keys", "setsockopt"];
+
 /// Verdict labels: success, none, then every failure reason.
 pub const VERDICTS: [&str; 2 + Reason::ALL.len()] = {
     let mut out = [""; 2 + Reason::ALL.len()];
@@ -121,6 +137,16 @@ pub struct WorkerStats {
     pub uring_buffers_exhausted: Counter,
     /// io_uring: zero-copy sends.
     pub uring_send_zc: Counter,
+    /// Connections whose record layer was handed to the kernel (kTLS).
+    pub ktls_offloaded: Counter,
+    /// Connections kept in user space although kTLS was wanted, per [`KtlsFallback`].
+    pub ktls_fallbacks: [Counter; 4],
+    /// TLS 1.3 KeyUpdates applied to an offloaded connection (kernel re-keyed).
+    pub ktls_key_updates: Counter,
+    /// Offloaded connections closed on a record the engine does not accept
+    /// (an alert other than close_notify, a handshake message other than
+    /// KeyUpdate, a failed re-key, or a failed TLS_RX after TLS_TX).
+    pub ktls_closed: Counter,
 }
 
 impl Default for WorkerStats {
@@ -144,6 +170,10 @@ impl Default for WorkerStats {
             uring_submit_calls: Counter::default(),
             uring_buffers_exhausted: Counter::default(),
             uring_send_zc: Counter::default(),
+            ktls_offloaded: Counter::default(),
+            ktls_fallbacks: Default::default(),
+            ktls_key_updates: Counter::default(),
+            ktls_closed: Counter::default(),
         }
     }
 }
@@ -172,6 +202,11 @@ impl WorkerStats {
     /// Count a backend error.
     pub fn backend_error(&self, kind: BackendError) {
         self.backend_errors[kind as usize].inc();
+    }
+
+    /// Count a connection kept in user space although kTLS was wanted.
+    pub fn ktls_fallback(&self, why: KtlsFallback) {
+        self.ktls_fallbacks[why as usize].inc();
     }
 
     /// Count a client-certificate verdict by its label.
@@ -260,7 +295,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
         ],
     );
 
-    let simple: [SimpleFamily; 13] = [
+    let simple: [SimpleFamily; 16] = [
         (
             "certgate_connections_accepted_total",
             "counter",
@@ -339,6 +374,24 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
             "io_uring zero-copy sends (CERTGATE_URING_SEND_ZC_MIN)",
             |w| &w.uring_send_zc,
         ),
+        (
+            "certgate_ktls_offloaded_total",
+            "counter",
+            "connections whose TLS record layer was handed to the kernel (kTLS)",
+            |w| &w.ktls_offloaded,
+        ),
+        (
+            "certgate_ktls_key_updates_total",
+            "counter",
+            "TLS 1.3 KeyUpdates applied to kernel-offloaded connections",
+            |w| &w.ktls_key_updates,
+        ),
+        (
+            "certgate_ktls_closed_total",
+            "counter",
+            "kernel-offloaded connections closed on a control record or re-key the engine does not accept",
+            |w| &w.ktls_closed,
+        ),
     ];
     for (name, kind, help, f) in simple {
         let h = family(name, kind, help);
@@ -371,6 +424,21 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
         .map(|(i, r)| {
             let series = format!("certgate_handshake_failures_total{{reason=\"{r}\"}}");
             (series, sum(workers, |w| &w.handshake_failures[i]))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
+        "certgate_ktls_fallbacks_total",
+        "counter",
+        "connections kept in user-space TLS although kTLS was wanted, by reason",
+    );
+    let lines = KTLS_FALLBACKS
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let series = format!("certgate_ktls_fallbacks_total{{reason=\"{r}\"}}");
+            (series, sum(workers, |w| &w.ktls_fallbacks[i]))
         })
         .collect();
     push(h, lines);
@@ -434,6 +502,9 @@ mod tests {
         b.response(403);
         a.verify_cache_hits.add(3);
         b.handshake_ok("TLSv1.3");
+        a.ktls_fallback(KtlsFallback::NoUlp);
+        b.ktls_fallback(KtlsFallback::NoUlp);
+        b.ktls_offloaded.inc();
         let g = Globals {
             io_backend: "uring",
             generation: 4,
@@ -452,6 +523,9 @@ mod tests {
         assert!(text.contains("certgate_io_backend{backend=\"uring\"} 1\n"));
         assert!(text.contains("certgate_handshakes_total{result=\"ok\",version=\"TLSv1.3\"} 1\n"));
         assert!(text.contains("certgate_reloads_total{result=\"failed\"} 2\n"));
+        assert!(text.contains("certgate_ktls_fallbacks_total{reason=\"no_ulp\"} 2\n"));
+        assert!(text.contains("certgate_ktls_fallbacks_total{reason=\"cipher\"} 0\n"));
+        assert!(text.contains("certgate_ktls_offloaded_total 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("certgate_"), "{line}");
         }

@@ -19,13 +19,14 @@ use crate::tls::verify::{evaluate, now_unix, Presented, Verdict};
 pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     let config = &w.shared.config;
     let snapshot = w.shared.snapshot.load_full();
-    let ssl = match Ssl::new(snapshot.initial_ctx()) {
+    let mut ssl = match Ssl::new(snapshot.initial_ctx()) {
         Ok(ssl) => ssl,
         Err(e) => {
             debug!("cannot create TLS state: {e}");
             return;
         }
     };
+    crate::tls::ktls::prepare(&mut ssl, config);
     let Ok(mut conn) = TlsConn::new(ssl, sock) else {
         return;
     };
@@ -94,6 +95,11 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
         return;
     }
 
+    // Past the verdict: the kernel may take the records over at the first
+    // record boundary (every request is still checked in serve_http).
+    if let Some(pending) = crate::tls::ktls::plan(config, &w.stats) {
+        conn.offload_when_idle(pending);
+    }
     super::forward::serve_http(&mut conn, peer, presented, host, w).await;
     account(&conn, w);
 }

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use bytes::BytesMut;
 
@@ -33,7 +33,9 @@ pub trait Io: Sized + 'static {
     }
     /// The socket's descriptor (socket options, kernel TLS).
     fn raw_fd(&self) -> RawFd;
-    /// Wait until the socket has data to read (or an error, or end of stream).
+    /// Wait until a read would not block (data, end of stream or an error is
+    /// there). A caller that then reads the descriptor itself and gets
+    /// `WouldBlock` simply waits again.
     async fn readable(&self) -> io::Result<()>;
 }
 
@@ -99,11 +101,39 @@ impl Io for EpollStream {
         socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
     }
 
-    fn raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
     }
 
     async fn readable(&self) -> io::Result<()> {
-        self.0.readable().await
+        loop {
+            self.0.readable().await?;
+            // The caller reads the descriptor behind tokio's back, so tokio
+            // never sees its WouldBlock: confirm readiness with a one-byte
+            // peek through try_io, which clears a stale readiness.
+            let peek = self.0.try_io(tokio::io::Interest::READABLE, || {
+                let mut byte = 0u8;
+                // SAFETY: one valid byte of buffer; MSG_PEEK leaves the data queued.
+                let n = unsafe {
+                    libc::recv(
+                        self.raw_fd(),
+                        (&mut byte as *mut u8).cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            match peek {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Data, end of stream, or an error (kTLS: EIO for a control
+                // record peeked without a cmsg buffer): a read will not block.
+                _ => return Ok(()),
+            }
+        }
     }
 }

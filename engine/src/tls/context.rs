@@ -392,6 +392,7 @@ struct VerifyPlan {
 
 /// The context of one host. Every host's context carries the same SNI and
 /// verify callbacks; the session-ID context is the host's own.
+#[allow(clippy::too_many_arguments)] // `ktls`: one flag more than the lint's limit
 fn build_host(
     plan: &HostPlan,
     index: usize,
@@ -400,8 +401,13 @@ fn build_host(
     names: &Arc<HostMatcher>,
     contexts: &Arc<OnceLock<Vec<SslContext>>>,
     tickets: &Arc<TicketKeys>,
+    ktls: bool,
 ) -> Result<SslContext, TlsError> {
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(setup("context"))?;
+    if ktls {
+        // TLS 1.3 traffic secrets for the kernel handoff (tls/ktls).
+        crate::tls::ktls::install_keylog(&mut b);
+    }
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup("min version"))?;
     b.set_max_proto_version(Some(SslVersion::TLS1_3))
@@ -561,8 +567,9 @@ pub fn build_snapshot(
     });
     let contexts = Arc::new(OnceLock::new());
     let mut hosts = Vec::with_capacity(src.hosts.len());
+    let ktls = crate::tls::ktls::wanted(config);
     for (i, plan) in src.hosts.iter().enumerate() {
-        let ssl_ctx = build_host(plan, i, src, &verify, &names, &contexts, tickets)?;
+        let ssl_ctx = build_host(plan, i, src, &verify, &names, &contexts, tickets, ktls)?;
         hosts.push(HostCtx {
             name: plan.names.first().cloned().unwrap_or_else(|| "*".into()),
             ssl_ctx,

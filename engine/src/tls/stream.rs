@@ -17,6 +17,7 @@ use bytes::{Buf, BytesMut};
 
 use crate::runtime::io::{Io, Pooled};
 use crate::runtime::uring::bufring::Lease;
+use crate::tls::ktls::{self, Kernel};
 
 /// One TLS record plus header room: the natural unit of a socket read.
 pub const RECORD: usize = 17 * 1024;
@@ -93,8 +94,10 @@ pub struct TlsConn<S> {
     eof: bool,
     /// The last socket read filled its buffer: more is likely coming, read big.
     streaming: bool,
-    /// Ciphertext moved so far.
+    /// Ciphertext moved so far (plaintext once the kernel holds the records).
     pub traffic: Traffic,
+    /// Whether the record layer is (or is about to be) in the kernel (kTLS).
+    kernel: Kernel,
 }
 
 fn ssl_err(e: boring::ssl::Error) -> io::Error {
@@ -117,6 +120,7 @@ impl<S: Io> TlsConn<S> {
             eof: false,
             streaming: false,
             traffic: Traffic::default(),
+            kernel: Kernel::UserSpace,
         })
     }
 
@@ -138,6 +142,23 @@ impl<S: Io> TlsConn<S> {
         unsafe {
             boring_sys::SSL_has_pending(foreign_types::ForeignTypeRef::as_ptr(self.tls.ssl())) == 1
         }
+    }
+
+    /// Hand the record layer to the kernel at the next record boundary (kTLS).
+    pub fn offload_when_idle(&mut self, pending: ktls::Pending) {
+        self.kernel = Kernel::Pending(pending);
+    }
+
+    /// At a record boundary (called with `outgoing` flushed): offload if armed.
+    fn offload_at_boundary(&mut self) -> io::Result<bool> {
+        let idle = self.tls.get_ref().drained()
+            && self.tls.get_ref().outgoing.is_empty()
+            && !self.has_pending();
+        if !self.kernel.pending() || !idle {
+            return Ok(false);
+        }
+        self.kernel
+            .offload_at_boundary(self.tls.ssl(), self.sock.raw_fd())
     }
 
     /// Write out everything BoringSSL has produced.
@@ -238,9 +259,19 @@ impl<S: Io> TlsConn<S> {
     pub async fn read(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
         let mut need_input = self.tls.get_ref().drained() && !self.has_pending();
         loop {
+            if let Kernel::Offloaded(k) = &mut self.kernel {
+                return k.read(&self.sock, dst, &mut self.traffic).await;
+            }
             if need_input {
+                if self.kernel.pending() {
+                    // BoringSSL defers the TLS 1.3 tickets to the server's next write.
+                    ktls::flush_deferred(self.tls.ssl_mut());
+                }
                 // Post-handshake messages (tickets, alerts) may be waiting to go out.
                 self.flush().await?;
+                if self.offload_at_boundary()? {
+                    continue;
+                }
                 if !self.fill().await? {
                     return Ok(0);
                 }
@@ -269,6 +300,9 @@ impl<S: Io> TlsConn<S> {
 
     /// Encrypt all of `data` and write it out.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Kernel::Offloaded(k) = &mut self.kernel {
+            return k.write_all(&self.sock, data, &mut self.traffic).await;
+        }
         let mut rest = data;
         while !rest.is_empty() {
             match self.tls.ssl_write(rest) {
@@ -284,6 +318,9 @@ impl<S: Io> TlsConn<S> {
 
     /// Send close_notify and shut the write side of the socket.
     pub async fn shutdown(&mut self) {
+        if let Kernel::Offloaded(k) = &mut self.kernel {
+            return k.shutdown(&self.sock).await;
+        }
         if let Ok(ShutdownResult::Sent | ShutdownResult::Received) = self.tls.shutdown() {
             let _ = self.flush().await;
         }

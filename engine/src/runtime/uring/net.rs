@@ -167,6 +167,11 @@ impl UringStream {
         }
     }
 
+    /// Take over a connected socket (it must be used on a uring worker's thread).
+    pub fn from_std(s: std::net::TcpStream) -> UringStream {
+        UringStream::adopt(s.into_raw_fd())
+    }
+
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         socket2::SockRef::from(self)
             .peer_addr()?
@@ -186,23 +191,41 @@ impl UringStream {
         out
     }
 
+    /// Wait for `events` (`POLLIN`, `POLLOUT`) on the socket.
+    async fn poll(&self, events: libc::c_short) -> io::Result<()> {
+        let sqe = on!(self.target, |t| opcode::PollAdd::new(t, events as u32)
+            .build());
+        // SAFETY: the operation lends no memory.
+        let (cqe, ()) = unsafe { self.op(sqe, ()) }.await;
+        cqe.result().map(drop)
+    }
+
     /// One receive into the spare capacity of `buf`.
     async fn recv_into(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        let spare = buf.capacity() - buf.len();
-        // SAFETY (for the pointer): the spare capacity of `buf`, whose heap
-        // storage the operation owns until completion.
-        let ptr = unsafe { buf.as_mut_ptr().add(buf.len()) };
-        let sqe = on!(self.target, |t| opcode::Recv::new(t, ptr, spare as u32)
-            .build());
-        // SAFETY: see above; moving the BytesMut does not move its storage.
-        let (cqe, mut buf) = unsafe { self.op(sqe, buf) }.await;
-        match cqe.result() {
-            Ok(n) => {
-                // SAFETY: the kernel initialised `n` bytes after the old length.
-                unsafe { buf.set_len(buf.len() + n as usize) };
-                (Ok(n as usize), buf)
+        loop {
+            let spare = buf.capacity() - buf.len();
+            // SAFETY (for the pointer): the spare capacity of `buf`, whose heap
+            // storage the operation owns until completion.
+            let ptr = unsafe { buf.as_mut_ptr().add(buf.len()) };
+            let sqe = on!(self.target, |t| opcode::Recv::new(t, ptr, spare as u32)
+                .build());
+            // SAFETY: see above; moving the BytesMut does not move its storage.
+            let (cqe, b) = unsafe { self.op(sqe, buf) }.await;
+            buf = b;
+            match cqe.result() {
+                Ok(n) => {
+                    // SAFETY: the kernel initialised `n` bytes after the old length.
+                    unsafe { buf.set_len(buf.len() + n as usize) };
+                    return (Ok(n as usize), buf);
+                }
+                // A socket someone set non-blocking: wait for data.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.poll(libc::POLLIN).await {
+                        return (Err(e), buf);
+                    }
+                }
+                Err(e) => return (Err(e), buf),
             }
-            Err(e) => (Err(e), buf),
         }
     }
 
@@ -401,6 +424,12 @@ impl Io for UringStream {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => done += n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A socket someone set non-blocking: wait until it takes more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.poll(libc::POLLOUT).await {
+                        return (Err(e), buf);
+                    }
+                }
                 Err(e) => return (Err(e), buf),
             }
         }
