@@ -15,8 +15,8 @@ use crate::admin::metrics::BackendError;
 use crate::config::ClientCertMode;
 use crate::http::{
     error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
-    BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError, Parsed, Request,
-    CONTINUE_100,
+    BodyKind, ChunkedTracker, ClientIp, DownstreamConnection, ForwardContext, HttpError, Parsed,
+    Request, CONTINUE_100,
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
@@ -255,6 +255,7 @@ pub async fn serve_http<S: Io>(
     let config = &w.shared.config;
     let ttl = config.verify_cache_ttl;
     let mut admission: Option<Admission> = None;
+    let client_ip = ClientIp::from(peer.ip());
 
     // Room is reserved once bytes arrive (see TlsConn::read), and given back
     // whenever the connection waits idle between requests.
@@ -290,7 +291,7 @@ pub async fn serve_http<S: Io>(
             return fail(conn, Failure::Answer(403, INVALID_CERT_MESSAGE), w).await;
         }
         let ctx = ForwardContext {
-            client_ip: peer.ip(),
+            client_ip,
             cert_headers: &admission.cert_headers,
             verify: admission.verify_header.as_deref(),
         };
