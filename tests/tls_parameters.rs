@@ -1,4 +1,4 @@
-//! TLS parameters: RSA and ECDSA server keys both serve TLS 1.2 and 1.3; X25519 is chosen first; ALPN picks http/1.1 (and nothing for an h2-only client); TLS 1.1 and non-AEAD TLS 1.2 suites are refused.
+//! TLS parameters: RSA and ECDSA server keys both serve TLS 1.2 and 1.3; X25519 is chosen first; ALPN picks http/1.1 (and nothing for an h2-only client); TLS 1.1 and non-AEAD TLS 1.2 suites are refused; a TLS 1.3 handshake brings exactly one session ticket, and it resumes.
 
 mod support;
 
@@ -111,4 +111,72 @@ fn rsa_server_key(io: &str) {
     }
 }
 
-io_tests!(negotiation, rsa_server_key);
+/// Sessions (tickets) a TLS 1.3 client receives on one connection to `engine`
+/// offering `session`, and whether that session was resumed.
+fn tls13_tickets(
+    engine: &Engine,
+    pki: &TestPki,
+    session: Option<&boring::ssl::SslSession>,
+) -> (Vec<boring::ssl::SslSession>, bool) {
+    use boring::ssl::{SslConnector, SslMethod, SslSessionCacheMode, SslVersion};
+    use std::sync::{Arc, Mutex};
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    b.cert_store_mut().add_cert(pki.root_x509()).unwrap();
+    let id = pki.client_ok.identity();
+    b.set_certificate(&id.cert).unwrap();
+    b.set_private_key(&id.key).unwrap();
+    for c in &id.chain {
+        b.add_extra_chain_cert(c.clone()).unwrap();
+    }
+    b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    let sink = Arc::clone(&received);
+    b.set_new_session_callback(move |_, s| sink.lock().unwrap().push(s));
+    let connector = b.build();
+    let tcp = std::net::TcpStream::connect(engine.addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut ssl = connector
+        .configure()
+        .unwrap()
+        .into_ssl("localhost")
+        .unwrap();
+    if let Some(s) = session {
+        // SAFETY: the session was made by a connector with the same settings;
+        // BoringSSL checks it against this connection before offering it.
+        unsafe { ssl.set_session(s) }.unwrap();
+    }
+    let stream = ssl.connect(tcp).expect("TLS 1.3 handshake");
+    let resumed = stream.ssl().session_reused();
+    // Tickets arrive after the handshake: reading the response processes them.
+    let mut conn = HttpConn::new(stream);
+    let r = conn.get("/tickets").expect("response");
+    assert_status(&r, 200, "GET over TLS 1.3");
+    let sessions = received.lock().unwrap().clone();
+    (sessions, resumed)
+}
+
+fn one_ticket_per_tls13_handshake(io: &str) {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let engine = start_engine(io, &pki, &backend.url(), &[]);
+
+    let (tickets, resumed) = tls13_tickets(&engine, &pki, None);
+    assert!(!resumed);
+    assert_eq!(
+        tickets.len(),
+        1,
+        "a full TLS 1.3 handshake sends one ticket"
+    );
+
+    // The ticket resumes, and the resumed handshake brings a fresh one.
+    let (tickets, resumed) = tls13_tickets(&engine, &pki, Some(&tickets[0]));
+    assert!(resumed, "the single ticket must resume");
+    assert_eq!(
+        tickets.len(),
+        1,
+        "a resumed TLS 1.3 handshake sends one ticket"
+    );
+}
+
+io_tests!(negotiation, rsa_server_key, one_ticket_per_tls13_handshake);

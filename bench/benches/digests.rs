@@ -40,7 +40,7 @@ fn certificate_headers(c: &mut Criterion) {
         panic!("typical GET does not parse");
     };
     let ctx = ForwardContext {
-        client_ip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23)),
+        client_ip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23)).into(),
         cert_headers: &info.header_block,
         verify: None,
     };

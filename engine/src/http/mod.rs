@@ -17,7 +17,7 @@ pub use request::{parse_request, Header, Request};
 pub use response::{parse_response, Response};
 pub use rewrite::{
     is_cert_header, write_downstream_head, write_downstream_head_with, write_upstream_head,
-    DownstreamConnection, ForwardContext,
+    ClientIp, DownstreamConnection, ForwardContext,
 };
 pub use status::{error_response, reason_phrase, CONTINUE_100};
 

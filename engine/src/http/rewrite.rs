@@ -7,11 +7,53 @@ use bytes::{BufMut, BytesMut};
 use super::status::reason_phrase;
 use super::{list_elements, trim_ows, Header, Request, Response};
 
+/// The TLS client's address as text, rendered once per connection.
+///
+/// It goes into `X-Forwarded-For` and `X-Real-IP` of every request; formatting
+/// an `IpAddr` each time cost more than the rest of the head rewrite. Held
+/// inline (no allocation), so a [`ForwardContext`] stays `Copy`.
+#[derive(Clone, Copy)]
+pub struct ClientIp {
+    len: u8,
+    text: [u8; IP_TEXT_MAX],
+}
+
+/// Longest IP address text form (IPv4-mapped IPv6).
+const IP_TEXT_MAX: usize = 45;
+
+// === impl ClientIp ===
+
+impl ClientIp {
+    /// The address text, e.g. `192.0.2.7` or `::1`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+}
+
+impl From<std::net::IpAddr> for ClientIp {
+    fn from(ip: std::net::IpAddr) -> ClientIp {
+        let mut text = [0u8; IP_TEXT_MAX];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        // The longest form fits: the write cannot fail.
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
+        ClientIp {
+            len: cursor.position() as u8,
+            text,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
 /// What the proxy adds to a request it forwards.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardContext<'a> {
-    /// Address of the TLS client, sent as `X-Forwarded-For`.
-    pub client_ip: std::net::IpAddr,
+    /// Address of the TLS client, sent as `X-Forwarded-For` and `X-Real-IP`.
+    pub client_ip: ClientIp,
     /// Pre-rendered certificate header lines, each "Name: value\r\n" (already validated, inserted verbatim), or empty.
     pub cert_headers: &'a [u8],
     /// Value for `X-Client-Cert-Verify` (only in optional mode), e.g. "SUCCESS", "NONE", "FAILED:expired".
@@ -148,8 +190,8 @@ const XFF: &[u8] = b"X-Forwarded-For: ";
 const XRI: &[u8] = b"X-Real-IP: ";
 const XFP: &[u8] = b"X-Forwarded-Proto: https\r\n";
 const VERIFY: &[u8] = b"X-Client-Cert-Verify: ";
-/// Longest IP address text form (IPv4-mapped IPv6) plus CRLF.
-const IP_MAX: usize = 45 + 2;
+/// Longest IP address text form plus CRLF.
+const IP_MAX: usize = IP_TEXT_MAX + 2;
 
 /// Upper bound of the size of the head [`write_upstream_head`] writes.
 fn upstream_capacity(req: &Request, ctx: &ForwardContext<'_>) -> usize {
@@ -212,11 +254,10 @@ pub fn write_upstream_head(req: &Request, ctx: &ForwardContext<'_>, out: &mut By
     });
 
     out.put_slice(XFF);
-    // Writing into a BytesMut cannot fail.
-    let _ = write!(out, "{}", ctx.client_ip);
+    out.put_slice(ctx.client_ip.as_bytes());
     out.put_slice(b"\r\n");
     out.put_slice(XRI);
-    let _ = write!(out, "{}", ctx.client_ip);
+    out.put_slice(ctx.client_ip.as_bytes());
     out.put_slice(b"\r\n");
     out.put_slice(XFP);
     out.put_slice(ctx.cert_headers);
@@ -298,7 +339,7 @@ mod tests {
 
     fn ctx<'a>(cert_headers: &'a [u8], verify: Option<&'a str>) -> ForwardContext<'a> {
         ForwardContext {
-            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)).into(),
             cert_headers,
             verify,
         }
@@ -372,7 +413,7 @@ X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: https\r
         let out = upstream(
             "POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 3\r\n\r\n",
             &ForwardContext {
-                client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST).into(),
                 cert_headers: b"X-Client-Cert: abc\r\nX-Client-Cert-Subject: CN=x\r\n",
                 verify: Some("FAILED:expired"),
             },
@@ -494,8 +535,9 @@ transfer-encoding: chunked\r\n\r\n",
         );
         let context = ForwardContext {
             client_ip: "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-                .parse()
-                .unwrap(),
+                .parse::<IpAddr>()
+                .unwrap()
+                .into(),
             cert_headers: b"X-Client-Cert: abcdef\r\n",
             verify: Some("FAILED:unknown issuer"),
         };

@@ -15,8 +15,8 @@ use crate::admin::metrics::BackendError;
 use crate::config::ClientCertMode;
 use crate::http::{
     error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
-    BodyKind, ChunkedTracker, DownstreamConnection, ForwardContext, HttpError, Parsed, Request,
-    CONTINUE_100,
+    BodyKind, ChunkedTracker, ClientIp, DownstreamConnection, ForwardContext, HttpError, Parsed,
+    Request, CONTINUE_100,
 };
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
@@ -255,6 +255,7 @@ pub async fn serve_http<S: Io>(
     let config = &w.shared.config;
     let ttl = config.verify_cache_ttl;
     let mut admission: Option<Admission> = None;
+    let client_ip = ClientIp::from(peer.ip());
 
     // Room is reserved once bytes arrive (see TlsConn::read), and given back
     // whenever the connection waits idle between requests.
@@ -290,7 +291,7 @@ pub async fn serve_http<S: Io>(
             return fail(conn, Failure::Answer(403, INVALID_CERT_MESSAGE), w).await;
         }
         let ctx = ForwardContext {
-            client_ip: peer.ip(),
+            client_ip,
             cert_headers: &admission.cert_headers,
             verify: admission.verify_header.as_deref(),
         };
@@ -425,18 +426,27 @@ async fn checkout<S: Io>(w: &Worker<S>, backend: SocketAddr) -> Result<(S, bool)
 
 /// Write to the backend within the backend timeout. `reused`: a failed write
 /// means a stale pooled connection.
-async fn send<S: Io>(up: &S, data: BytesMut, reused: bool, w: &Worker<S>) -> Result<(), Failure> {
+///
+/// The buffer comes back with its bytes unchanged when the write finished,
+/// failed or was refused (a write does not consume it); it is lost only on a
+/// timeout, which cancels the operation.
+async fn send<S: Io>(
+    up: &S,
+    data: BytesMut,
+    reused: bool,
+    w: &Worker<S>,
+) -> (Result<(), Failure>, Option<BytesMut>) {
     match tokio::time::timeout(w.shared.config.backend_timeout, up.write_all(data)).await {
-        Ok((Ok(()), _)) => Ok(()),
-        Ok((Err(_), _)) if reused => Err(Failure::Stale),
-        Ok((Err(e), _)) => {
+        Ok((Ok(()), data)) => (Ok(()), Some(data)),
+        Ok((Err(_), data)) if reused => (Err(Failure::Stale), Some(data)),
+        Ok((Err(e), data)) => {
             debug!("backend write failed: {e}");
             w.stats.backend_error(BackendError::Io);
-            Err(Failure::Answer(502, "Bad Gateway"))
+            (Err(Failure::Answer(502, "Bad Gateway")), Some(data))
         }
         Err(_) => {
             w.stats.backend_error(BackendError::Timeout);
-            Err(Failure::Answer(504, "Gateway Timeout"))
+            (Err(Failure::Answer(504, "Gateway Timeout")), None)
         }
     }
 }
@@ -466,7 +476,7 @@ async fn exchange<S: Io>(
     let mut retry = req.body == BodyKind::None && idempotent(&req.method);
     let (up, mut rbuf, resp) = loop {
         let (up, reused) = checkout(w, backend).await?;
-        let sent = send_request(conn, buf, &up, &head, reused, req, w).await;
+        let sent = send_request(conn, buf, &up, &mut head, reused, req, w).await;
         let outcome = match sent {
             Ok(()) => read_response_head(&up, reused, req, w).await,
             Err(f) => Err(f),
@@ -542,17 +552,23 @@ async fn exchange<S: Io>(
 }
 
 /// Send the request head and stream the request body from the client to the backend.
+///
+/// The head goes out in the first write, with the body bytes already read.
+/// For a request without a body that write is the head alone, and its buffer
+/// (unchanged) is put back into `head`, so that a retry on a fresh connection
+/// sends it again without the head having been copied for each attempt.
 async fn send_request<S: Io>(
     conn: &mut TlsConn<S>,
     buf: &mut BytesMut,
     up: &S,
-    head: &BytesMut,
+    head: &mut BytesMut,
     reused: bool,
     req: &Request,
     w: &Worker<S>,
 ) -> Result<(), Failure> {
     let mut framing = Framing::new(req.body, true);
-    let mut pending = head.clone();
+    let bodiless = framing.done();
+    let mut pending = std::mem::take(head);
     // Only the first write can reveal a stale pooled connection; once part of
     // the request has gone out, a failure is the backend's.
     let mut reused = reused;
@@ -565,7 +581,13 @@ async fn send_request<S: Io>(
             buf.advance(n);
         }
         if !pending.is_empty() {
-            send(up, std::mem::take(&mut pending), reused, w).await?;
+            let (sent, data) = send(up, std::mem::take(&mut pending), reused, w).await;
+            if reused && bodiless {
+                if let Some(data) = data {
+                    *head = data;
+                }
+            }
+            sent?;
             reused = false;
         }
         if framing.done() {

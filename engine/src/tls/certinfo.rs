@@ -97,11 +97,27 @@ fn name_rfc4514(name: &boring::x509::X509NameRef) -> String {
 
 /// Both thumbprints of a certificate.
 pub fn digests(cert: &X509Ref) -> Result<CertDigests, boring::error::ErrorStack> {
-    let mut sha1 = [0u8; 20];
-    let mut sha256 = [0u8; 32];
-    sha1.copy_from_slice(&cert.digest(MessageDigest::sha1())?);
-    sha256.copy_from_slice(&cert.digest(MessageDigest::sha256())?);
-    Ok(CertDigests { sha1, sha256 })
+    Ok(CertDigests {
+        sha1: sha1_of(cert)?,
+        sha256: sha256_of(cert)?,
+    })
+}
+
+/// SHA-1 of a certificate's DER: its thumbprint.
+pub fn sha1_of(cert: &X509Ref) -> Result<[u8; 20], boring::error::ErrorStack> {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&cert.digest(MessageDigest::sha1())?);
+    Ok(out)
+}
+
+/// SHA-256 of a certificate's DER.
+///
+/// `X509_digest` encodes the certificate once; `to_der` followed by a hash
+/// would encode it twice (length, then bytes).
+pub fn sha256_of(cert: &X509Ref) -> Result<[u8; 32], boring::error::ErrorStack> {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&cert.digest(MessageDigest::sha256())?);
+    Ok(out)
 }
 
 impl ClientCertInfo {

@@ -65,17 +65,19 @@ pub struct CertFacts {
 // === impl CertFacts ===
 
 impl CertFacts {
-    /// Extracts the facts of `leaf`. `issuer` is its issuer's certificate when
+    /// Extracts the facts of `leaf`, whose digests the caller has computed
+    /// (once per verification: they also key the verdict cache and go into
+    /// the forwarded headers). `issuer` is its issuer's certificate when
     /// known; `chain` is the verified chain including the leaf (or just the
     /// leaf), used for the effective validity window; `trust_error` is the
     /// chain-build result computed by the caller.
     pub fn from_chain(
         leaf: &X509Ref,
+        digests: CertDigests,
         issuer: Option<&X509Ref>,
         chain: &[&X509Ref],
         trust_error: Option<Reason>,
     ) -> Result<CertFacts, FactsError> {
-        let digests = digests(leaf).map_err(cert_err("digest"))?;
         let serial = leaf
             .serial_number()
             .to_bn()
@@ -183,6 +185,7 @@ mod tests {
 
         let facts = CertFacts::from_chain(
             &leaf.cert,
+            leaf.digests().unwrap(),
             Some(&root.cert),
             &[&leaf.cert, &root.cert],
             None,
@@ -217,6 +220,7 @@ mod tests {
         let leaf = issue(&CertSpec::new("Bob", Usage::Client), &root).unwrap();
         let facts = CertFacts::from_chain(
             &leaf.cert,
+            leaf.digests().unwrap(),
             None,
             &[&leaf.cert, &root.cert],
             Some(Reason::Untrusted),

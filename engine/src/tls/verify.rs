@@ -23,10 +23,10 @@ use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509Ref, X509StoreContext, X509VerifyError, X509};
 
 use crate::admin::metrics::WorkerStats;
-use crate::tls::certinfo::{digests, ClientCertInfo};
+use crate::tls::certinfo::{digests, sha1_of, sha256_of, ClientCertInfo};
 use crate::tls::facts::CertFacts;
 use crate::trust::policy::{CompiledPolicy, Decision};
-use crate::trust::{Allowlist, VerdictCache, VerdictKey};
+use crate::trust::{Allowlist, CertDigests, VerdictCache, VerdictKey};
 use crate::trust::{IssuerKey, RevocationIndex, RevocationStatus};
 
 /// Why a presented certificate was not accepted.
@@ -347,18 +347,22 @@ pub fn evaluate_uncached(
     leaf: &X509Ref,
     chain: Option<&StackRef<X509>>,
 ) -> Presented {
-    evaluate_uncached_counted(trust, leaf, chain, None)
-}
-
-fn evaluate_uncached_counted(
-    trust: &Trust,
-    leaf: &X509Ref,
-    chain: Option<&StackRef<X509>>,
-    stats: Option<&WorkerStats>,
-) -> Presented {
     let Ok(d) = digests(leaf) else {
         return Presented::Unreadable;
     };
+    evaluate_uncached_counted(trust, leaf, d, chain, None)
+}
+
+/// [`evaluate_uncached`] with the leaf's digests already computed: each is
+/// computed once per verification, then keys the cache, feeds the policy's
+/// facts and the allowlist, and goes into the forwarded headers.
+fn evaluate_uncached_counted(
+    trust: &Trust,
+    leaf: &X509Ref,
+    d: CertDigests,
+    chain: Option<&StackRef<X509>>,
+    stats: Option<&WorkerStats>,
+) -> Presented {
     let anchored_leaf = trust.bundle.contains(&d.sha256);
     // The chain as built (leaf first), and the chain-build error if any.
     let built = trust.store.as_ref().map(|store| {
@@ -402,7 +406,8 @@ fn evaluate_uncached_counted(
     } else {
         vec![leaf]
     };
-    let Ok(facts) = CertFacts::from_chain(leaf, issuer.map(|c| c.as_ref()), &window, trust_error)
+    let Ok(facts) =
+        CertFacts::from_chain(leaf, d, issuer.map(|c| c.as_ref()), &window, trust_error)
     else {
         return Presented::Unreadable;
     };
@@ -432,21 +437,29 @@ pub fn evaluate(trust: &Trust, ssl: &SslRef) -> Presented {
         return evaluate_uncached(trust, &leaf, chain);
     };
     let v = &*verifier;
-    let Ok(sha256) = leaf.digest(boring::hash::MessageDigest::sha256()) else {
+    // A hit hashes the leaf once (SHA-256, the key); a miss adds the SHA-1
+    // and hands both on, so nothing hashes the leaf again.
+    let Ok(leaf_sha256) = sha256_of(&leaf) else {
         return Presented::Unreadable;
     };
-    let mut key = VerdictKey {
-        leaf_sha256: [0; 32],
+    let key = VerdictKey {
+        leaf_sha256,
         chain: chain_key(&v.chain_hasher, chain),
     };
-    key.leaf_sha256.copy_from_slice(&sha256);
     let now = Instant::now();
     if let Some(hit) = v.cache.borrow_mut().get(&key, now, trust.generation) {
         v.stats.verify_cache_hits.inc();
         return Presented::Cert(hit);
     }
     v.stats.verify_cache_misses.inc();
-    let presented = evaluate_uncached_counted(trust, &leaf, chain, Some(&v.stats));
+    let Ok(sha1) = sha1_of(&leaf) else {
+        return Presented::Unreadable;
+    };
+    let d = CertDigests {
+        sha1,
+        sha256: leaf_sha256,
+    };
+    let presented = evaluate_uncached_counted(trust, &leaf, d, chain, Some(&v.stats));
     if let Presented::Cert(eval) = &presented {
         // Cached until the TTL, a reload (generation), or the certificate's
         // not-after, whichever comes first.
