@@ -58,12 +58,12 @@ vars! {
     URING_SQPOLL = "CERTGATE_URING_SQPOLL", "0", "1 enables a kernel submission-polling thread per worker";
     URING_SQPOLL_IDLE_MS = "CERTGATE_URING_SQPOLL_IDLE_MS", "1000", "with SQPOLL: how long the kernel thread polls an idle queue before it sleeps";
     URING_SQPOLL_CPU = "CERTGATE_URING_SQPOLL_CPU", "(unpinned)", "with SQPOLL: the CPU the kernel polling threads are pinned to";
-    URING_ACCEPT_MULTISHOT = "CERTGATE_URING_ACCEPT_MULTISHOT", "1", "1: one multishot accept per listener keeps producing connections (kernel 5.19+)";
+    URING_ACCEPT_MULTISHOT = "CERTGATE_URING_ACCEPT_MULTISHOT", "0", "1: one multishot accept per listener keeps producing connections (kernel 5.19+)";
     URING_BUF_RING = "CERTGATE_URING_BUF_RING", "1", "1: receives take buffers from a per-worker provided-buffer ring, so idle connections hold no receive buffer (5.19+)";
     URING_BUF_RING_ENTRIES = "CERTGATE_URING_BUF_RING_ENTRIES", "256", "buffers in each worker's ring (a power of two)";
     URING_BUF_SIZE = "CERTGATE_URING_BUF_SIZE", "16384", "size of each ring buffer in bytes";
-    URING_RECV_MULTISHOT = "CERTGATE_URING_RECV_MULTISHOT", "1", "1: one multishot receive per connection instead of one receive per read (needs the buffer ring; 6.0+)";
-    URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "1", "1: client and backend sockets are registered with the ring (fixed files)";
+    URING_RECV_MULTISHOT = "CERTGATE_URING_RECV_MULTISHOT", "0", "1: one multishot receive per connection instead of one receive per read (needs the buffer ring; 6.0+)";
+    URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "0", "1: client and backend sockets are registered with the ring (fixed files)";
     URING_SEND_ZC_MIN = "CERTGATE_URING_SEND_ZC_MIN", "0", "writes of at least this many bytes use zero-copy send (SEND_ZC, 6.0+); 0 disables";
     KTLS = "CERTGATE_KTLS", "auto", "kernel TLS record layer after the handshake: auto | on | off (auto uses it where the kernel lists tls in /proc/sys/net/ipv4/tcp_available_ulp)";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
@@ -472,12 +472,12 @@ impl Config {
                     None => None,
                     Some(_) => Some(vars.parse(URING_SQPOLL_CPU, 0u32)?),
                 },
-                accept_multishot: vars.flag_on(URING_ACCEPT_MULTISHOT)?,
+                accept_multishot: vars.flag(URING_ACCEPT_MULTISHOT)?,
                 buf_ring: vars.flag_on(URING_BUF_RING)?,
                 buf_ring_entries: vars.parse(URING_BUF_RING_ENTRIES, 256)?,
                 buf_size: vars.parse(URING_BUF_SIZE, 16384)?,
-                recv_multishot: vars.flag_on(URING_RECV_MULTISHOT)?,
-                fixed_files: vars.flag_on(URING_FIXED_FILES)?,
+                recv_multishot: vars.flag(URING_RECV_MULTISHOT)?,
+                fixed_files: vars.flag(URING_FIXED_FILES)?,
                 send_zc_min: vars.parse(URING_SEND_ZC_MIN, 0)?,
             },
             ktls,

@@ -105,8 +105,9 @@ fn token_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     }
 }
 
-/// The io backend an io variant runs on: `uring-plain` is io_uring with
-/// every fast path off (multishot, buffer ring, fixed files, zero-copy send).
+/// The io backend an io variant runs on: `uring` is io_uring with every fast
+/// path on, `uring-plain` io_uring with every fast path off (multishot,
+/// buffer ring, fixed files, zero-copy send).
 pub fn backend_of(io: &str) -> &str {
     io.strip_suffix("-plain").unwrap_or(io)
 }
@@ -130,14 +131,21 @@ fn base_command(io: &str, state: &Path) -> Command {
         .env("CERTGATE_ADMIN_LISTEN", "127.0.0.1:0")
         .env("CERTGATE_IO", backend_of(io))
         .env("CERTGATE_STATE_DIR", state);
-    if io.ends_with("-plain") {
-        for var in [
-            "CERTGATE_URING_ACCEPT_MULTISHOT",
-            "CERTGATE_URING_BUF_RING",
-            "CERTGATE_URING_RECV_MULTISHOT",
-            "CERTGATE_URING_FIXED_FILES",
-            "CERTGATE_URING_SEND_ZC_MIN",
-        ] {
+    // `uring` runs with every io_uring fast path on (whatever the defaults),
+    // `uring-plain` with every one off: both settings are tested.
+    let fast_paths = [
+        ("CERTGATE_URING_ACCEPT_MULTISHOT", "1"),
+        ("CERTGATE_URING_BUF_RING", "1"),
+        ("CERTGATE_URING_RECV_MULTISHOT", "1"),
+        ("CERTGATE_URING_FIXED_FILES", "1"),
+        ("CERTGATE_URING_SEND_ZC_MIN", "65536"),
+    ];
+    if io == "uring" {
+        for (var, on) in fast_paths {
+            cmd.env(var, on);
+        }
+    } else if io.ends_with("-plain") {
+        for (var, _) in fast_paths {
             cmd.env(var, "0");
         }
     }

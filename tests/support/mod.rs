@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The io variants every engine-facing test runs on: io_uring with its fast
-/// paths (the default), io_uring with every fast path off, and epoll.
+/// The io variants every engine-facing test runs on: io_uring with every fast
+/// path on, io_uring with every fast path off, and epoll.
 pub const IO_BACKENDS: [&str; 3] = ["uring", "uring-plain", "epoll"];
 
 /// Generates one `#[test]` per io variant for each named function

@@ -59,6 +59,11 @@ pub struct UringSettings {
     pub send_zc_min: usize,
 }
 
+/// The defaults, set from `bench/offload` (docs/kernel-offload.md): the
+/// buffer ring pays (4 KiB less per idle connection) and stays on; zero-copy
+/// send and SQPOLL cost CPU here and stay off; multishot accept, multishot
+/// receive and registered files showed no difference above the noise and
+/// stay off until a measurement shows they pay.
 impl Default for UringSettings {
     fn default() -> Self {
         UringSettings {
@@ -66,18 +71,31 @@ impl Default for UringSettings {
             sqpoll: false,
             sqpoll_idle: Duration::from_millis(1000),
             sqpoll_cpu: None,
-            accept_multishot: true,
+            accept_multishot: false,
             buf_ring: true,
             buf_ring_entries: 256,
             buf_size: 16384,
-            recv_multishot: true,
-            fixed_files: true,
+            recv_multishot: false,
+            fixed_files: false,
             send_zc_min: 0,
         }
     }
 }
 
 impl UringSettings {
+    /// Every fast path on but SQPOLL (zero-copy send from 64 KiB).
+    pub fn all_on(entries: u32) -> Self {
+        UringSettings {
+            entries,
+            accept_multishot: true,
+            buf_ring: true,
+            recv_multishot: true,
+            fixed_files: true,
+            send_zc_min: 65536,
+            ..UringSettings::default()
+        }
+    }
+
     /// Every fast path off: plain one-shot operations on plain descriptors.
     pub fn plain(entries: u32) -> Self {
         UringSettings {

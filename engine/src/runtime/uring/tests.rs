@@ -33,7 +33,7 @@ where
 fn variants() -> Vec<(&'static str, UringSettings)> {
     let all = UringSettings {
         send_zc_min: 4096,
-        ..UringSettings::default()
+        ..UringSettings::all_on(64)
     };
     vec![
         ("plain", UringSettings::plain(64)),
@@ -50,7 +50,10 @@ fn variants() -> Vec<(&'static str, UringSettings)> {
             "fixed files only",
             UringSettings::plain(64).with(|s| s.fixed_files = true),
         ),
-        ("sqpoll", UringSettings::default().with(|s| s.sqpoll = true)),
+        (
+            "sqpoll",
+            UringSettings::all_on(64).with(|s| s.sqpoll = true),
+        ),
     ]
 }
 
@@ -161,7 +164,7 @@ fn an_exhausted_buffer_ring_falls_back_without_losing_bytes() {
     let settings = UringSettings {
         buf_ring_entries: 2,
         buf_size: 1024,
-        ..UringSettings::default()
+        ..UringSettings::all_on(64)
     };
     let body = pattern(256 * 1024);
     let expected = body.clone();
@@ -203,7 +206,7 @@ fn an_exhausted_buffer_ring_falls_back_without_losing_bytes() {
 
 #[test]
 fn a_dropped_read_loses_nothing_with_multishot() {
-    let got = on_ring(UringSettings::default(), |f| async move {
+    let got = on_ring(UringSettings::all_on(64), |f| async move {
         assert!(f.recv_multishot);
         let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr: SocketAddr = std_listener.local_addr().unwrap();
@@ -229,7 +232,7 @@ fn a_dropped_read_loses_nothing_with_multishot() {
 
 #[test]
 fn dropping_a_stream_with_a_read_in_flight_closes_it() {
-    on_ring(UringSettings::default(), |_| async move {
+    on_ring(UringSettings::all_on(64), |_| async move {
         let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std_listener.local_addr().unwrap();
         let mut listener = UringListener::new(std_listener);
@@ -263,7 +266,7 @@ fn dropping_a_stream_with_a_read_in_flight_closes_it() {
 fn submissions_are_batched_per_loop_turn() {
     // 32 connections each sending a message in the same turn: far fewer
     // io_uring_enter calls than operations.
-    let (calls, ops) = on_ring(UringSettings::default(), |_| async move {
+    let (calls, ops) = on_ring(UringSettings::all_on(64), |_| async move {
         let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std_listener.local_addr().unwrap();
         let mut listener = UringListener::new(std_listener);
@@ -308,7 +311,7 @@ fn kernel_versions_parse() {
 
 #[test]
 fn the_startup_line_names_every_fast_path() {
-    let s = UringSettings::default();
+    let s = UringSettings::all_on(256);
     let f = Features {
         accept_multishot: true,
         buf_ring: true,
@@ -336,7 +339,7 @@ fn plain_reads_after_a_multishot_receive_keep_the_byte_order() {
     // bytes from the multishot (small reads keep the rest of a buffer aside).
     let body = pattern(40 * 1024);
     let expected = body.clone();
-    let got = on_ring(UringSettings::default(), |f| async move {
+    let got = on_ring(UringSettings::all_on(64), |f| async move {
         assert!(f.recv_multishot);
         let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std_listener.local_addr().unwrap();
