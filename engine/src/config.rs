@@ -65,6 +65,7 @@ vars! {
     URING_RECV_MULTISHOT = "CERTGATE_URING_RECV_MULTISHOT", "0", "1: one multishot receive per connection instead of one receive per read (needs the buffer ring; 6.0+)";
     URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "0", "1: client and backend sockets are registered with the ring (fixed files)";
     URING_SEND_ZC_MIN = "CERTGATE_URING_SEND_ZC_MIN", "0", "writes of at least this many bytes use zero-copy send (SEND_ZC, 6.0+); 0 disables";
+    URING_FIXED_BUFFERS = "CERTGATE_URING_FIXED_BUFFERS", "0", "registered 64 KiB write buffers per worker that TLS records are written into and sent from (WRITE_FIXED); 0 disables";
     KTLS = "CERTGATE_KTLS", "auto", "kernel TLS record layer after the handshake: auto | on | off (auto uses it where the kernel lists tls in /proc/sys/net/ipv4/tcp_available_ulp)";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
@@ -479,6 +480,7 @@ impl Config {
                 recv_multishot: vars.flag(URING_RECV_MULTISHOT)?,
                 fixed_files: vars.flag(URING_FIXED_FILES)?,
                 send_zc_min: vars.parse(URING_SEND_ZC_MIN, 0)?,
+                fixed_buffers: vars.parse(URING_FIXED_BUFFERS, 0)?,
             },
             ktls,
             ktls_available: false,
@@ -532,6 +534,12 @@ impl Config {
             ));
         }
         range(URING_BUF_SIZE, self.uring.buf_size.into(), 1024, 1 << 20)?;
+        range(
+            URING_FIXED_BUFFERS,
+            self.uring.fixed_buffers.into(),
+            0,
+            16384,
+        )?;
         range(
             URING_SQPOLL_IDLE_MS,
             self.uring.sqpoll_idle.as_millis() as u64,

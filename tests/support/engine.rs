@@ -107,7 +107,7 @@ fn token_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// The io backend an io variant runs on: `uring` is io_uring with every fast
 /// path on, `uring-plain` io_uring with every fast path off (multishot,
-/// buffer ring, fixed files, zero-copy send).
+/// buffer ring, fixed files, registered buffers, zero-copy send).
 pub fn backend_of(io: &str) -> &str {
     io.strip_suffix("-plain").unwrap_or(io)
 }
@@ -139,6 +139,7 @@ fn base_command(io: &str, state: &Path) -> Command {
         ("CERTGATE_URING_RECV_MULTISHOT", "1"),
         ("CERTGATE_URING_FIXED_FILES", "1"),
         ("CERTGATE_URING_SEND_ZC_MIN", "65536"),
+        ("CERTGATE_URING_FIXED_BUFFERS", "64"),
     ];
     if io == "uring" {
         for (var, on) in fast_paths {

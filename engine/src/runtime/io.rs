@@ -14,6 +14,8 @@ use std::os::fd::RawFd;
 
 use bytes::BytesMut;
 
+use crate::runtime::uring::fixedbuf::FixedBuf;
+
 /// A connected TCP stream.
 pub trait Io: Sized + 'static {
     /// Connect to `addr`.
@@ -30,6 +32,21 @@ pub trait Io: Sized + 'static {
     /// dry: the caller then reads into a buffer of its own with [`Io::read`].
     async fn read_pooled(&self) -> io::Result<Pooled> {
         Ok(Pooled::Unavailable)
+    }
+    /// A registered write buffer of the worker's pool, when the backend has
+    /// one free (io_uring registered buffers); write it with [`Io::write_fixed`].
+    fn fixed_buffer(&self) -> Option<FixedBuf> {
+        None
+    }
+    /// Write all of a registered buffer.
+    async fn write_fixed(&self, buf: FixedBuf) -> (io::Result<()>, FixedBuf) {
+        (
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this io backend has no registered buffers",
+            )),
+            buf,
+        )
     }
     /// The socket's descriptor (socket options, kernel TLS).
     fn raw_fd(&self) -> RawFd;

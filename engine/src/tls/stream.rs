@@ -17,6 +17,7 @@ use bytes::{Buf, BytesMut};
 
 use crate::runtime::io::{Io, Pooled};
 use crate::runtime::uring::bufring::Lease;
+use crate::runtime::uring::fixedbuf::FixedBuf;
 use crate::tls::ktls::{self, Kernel};
 
 /// One TLS record plus header room: the natural unit of a socket read.
@@ -35,11 +36,19 @@ pub struct Ciphertext {
     /// Received into a pool buffer, not yet consumed by BoringSSL (read
     /// after `incoming`; dropped, so returned to the pool, once consumed).
     pub pooled: Option<Lease>,
+    /// Produced by BoringSSL into a registered buffer (io_uring), not yet
+    /// written; it comes before `outgoing`, which takes what does not fit.
+    pub fixed: Option<FixedBuf>,
     /// Produced by BoringSSL, not yet written to the socket.
     pub outgoing: BytesMut,
 }
 
 impl Ciphertext {
+    /// Bytes produced by BoringSSL and not yet written to the socket.
+    pub fn unsent(&self) -> usize {
+        self.fixed.as_ref().map_or(0, |f| f.len()) + self.outgoing.len()
+    }
+
     /// No received byte is waiting for BoringSSL.
     pub fn drained(&self) -> bool {
         self.incoming.is_empty() && self.pooled.is_none()
@@ -69,7 +78,13 @@ impl Read for Ciphertext {
 
 impl Write for Ciphertext {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outgoing.extend_from_slice(buf);
+        let mut rest = buf;
+        if let Some(fixed) = self.fixed.as_mut() {
+            if self.outgoing.is_empty() {
+                rest = &rest[fixed.append(rest)..];
+            }
+        }
+        self.outgoing.extend_from_slice(rest);
         Ok(buf.len())
     }
 
@@ -151,9 +166,8 @@ impl<S: Io> TlsConn<S> {
 
     /// At a record boundary (called with `outgoing` flushed): offload if armed.
     fn offload_at_boundary(&mut self) -> io::Result<bool> {
-        let idle = self.tls.get_ref().drained()
-            && self.tls.get_ref().outgoing.is_empty()
-            && !self.has_pending();
+        let idle =
+            self.tls.get_ref().drained() && self.tls.get_ref().unsent() == 0 && !self.has_pending();
         if !self.kernel.pending() || !idle {
             return Ok(false);
         }
@@ -163,6 +177,15 @@ impl<S: Io> TlsConn<S> {
 
     /// Write out everything BoringSSL has produced.
     pub async fn flush(&mut self) -> io::Result<()> {
+        // The registered buffer first (its bytes come first), then back to the pool.
+        if let Some(fixed) = self.tls.get_mut().fixed.take() {
+            if !fixed.is_empty() {
+                let len = fixed.len() as u64;
+                let (res, _) = self.sock.write_fixed(fixed).await;
+                res?;
+                self.traffic.sent += len;
+            }
+        }
         let out = std::mem::take(&mut self.tls.get_mut().outgoing);
         if out.is_empty() {
             self.tls.get_mut().outgoing = out;
@@ -305,11 +328,15 @@ impl<S: Io> TlsConn<S> {
         }
         let mut rest = data;
         while !rest.is_empty() {
+            // Encrypt into a registered buffer when the backend lends one.
+            if self.tls.get_ref().unsent() == 0 && self.tls.get_ref().fixed.is_none() {
+                self.tls.get_mut().fixed = self.sock.fixed_buffer();
+            }
             match self.tls.ssl_write(rest) {
                 Ok(n) => rest = &rest[n..],
                 Err(e) => return Err(ssl_err(e)),
             }
-            if self.tls.get_ref().outgoing.len() >= 4 * RECORD {
+            if self.tls.get_ref().unsent() >= 4 * RECORD {
                 self.flush().await?;
             }
         }

@@ -86,6 +86,8 @@ pub struct Driver {
     sqpoll: bool,
     /// The provided-buffer ring for receives, when enabled.
     pub bufs: Option<Rc<BufRing>>,
+    /// The registered write buffers, when enabled.
+    pub fixed: Option<Rc<super::fixedbuf::FixedPool>>,
     /// Slots of the registered file table, when enabled.
     pub files: Option<super::files::FileTable>,
     /// The fast paths in force.
@@ -160,6 +162,7 @@ impl Driver {
             sqpoll,
             features,
             bufs: None,
+            fixed: None,
             files: None,
             stats,
         }

@@ -19,6 +19,7 @@
 pub mod bufring;
 pub mod driver;
 pub mod files;
+pub mod fixedbuf;
 pub mod net;
 pub mod op;
 
@@ -57,6 +58,8 @@ pub struct UringSettings {
     pub fixed_files: bool,
     /// Writes of at least this many bytes use SEND_ZC (0: never).
     pub send_zc_min: usize,
+    /// Registered 64 KiB write buffers per worker (0: none).
+    pub fixed_buffers: u16,
 }
 
 /// The defaults, set from `bench/offload` (docs/kernel-offload.md): the
@@ -78,6 +81,7 @@ impl Default for UringSettings {
             recv_multishot: false,
             fixed_files: false,
             send_zc_min: 0,
+            fixed_buffers: 0,
         }
     }
 }
@@ -92,6 +96,7 @@ impl UringSettings {
             recv_multishot: true,
             fixed_files: true,
             send_zc_min: 65536,
+            fixed_buffers: 64,
             ..UringSettings::default()
         }
     }
@@ -106,6 +111,7 @@ impl UringSettings {
             recv_multishot: false,
             fixed_files: false,
             send_zc_min: 0,
+            fixed_buffers: 0,
             ..UringSettings::default()
         }
     }
@@ -124,6 +130,8 @@ pub struct Features {
     pub fixed_files: Option<u32>,
     /// SEND_ZC threshold (0: off).
     pub send_zc_min: usize,
+    /// Registered write buffers per worker (0: off).
+    pub fixed_buffers: u16,
     /// SQPOLL.
     pub sqpoll: bool,
 }
@@ -133,7 +141,7 @@ impl Features {
     pub fn summary(&self, s: &UringSettings) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "io_uring fast paths: multishot accept {}, buffer ring {}, multishot receive {}, fixed files {}, zero-copy send {}, sqpoll {}",
+            "io_uring fast paths: multishot accept {}, buffer ring {}, multishot receive {}, fixed files {}, registered buffers {}, zero-copy send {}, sqpoll {}",
             on(self.accept_multishot),
             if self.buf_ring {
                 format!("on ({} x {} B)", s.buf_ring_entries, s.buf_size)
@@ -144,6 +152,10 @@ impl Features {
             match self.fixed_files {
                 Some(n) => format!("on ({n} slots)"),
                 None => "off".into(),
+            },
+            match self.fixed_buffers {
+                0 => "off".into(),
+                n => format!("on ({n} x {} KiB)", fixedbuf::FIXED_SIZE / 1024),
             },
             match self.send_zc_min {
                 0 => "off".into(),
@@ -316,6 +328,19 @@ pub fn detect(s: &UringSettings, max_connections: usize) -> io::Result<Detected>
             );
         }
     }
+    if s.fixed_buffers > 0 {
+        match fixedbuf::FixedPool::new(s.fixed_buffers).and_then(|p| p.register(&ring)) {
+            Ok(()) => f.fixed_buffers = s.fixed_buffers,
+            Err(e) => missing(
+                "CERTGATE_URING_FIXED_BUFFERS",
+                format!(
+                    "{} registered buffers of 64 KiB cannot be registered ({e}; RLIMIT_MEMLOCK?)",
+                    s.fixed_buffers
+                ),
+                "writes from ordinary buffers",
+            ),
+        }
+    }
     f.sqpoll = s.sqpoll;
     Ok(Detected {
         features: f,
@@ -335,6 +360,11 @@ pub fn worker_driver(
         let bufs = bufring::BufRing::new(s.buf_ring_entries, s.buf_size)?;
         bufs.register(d.ring())?;
         d.bufs = Some(bufs);
+    }
+    if f.fixed_buffers > 0 {
+        let pool = fixedbuf::FixedPool::new(f.fixed_buffers)?;
+        pool.register(d.ring())?;
+        d.fixed = Some(pool);
     }
     if let Some(slots) = f.fixed_files {
         d.ring().submitter().register_files_sparse(slots)?;

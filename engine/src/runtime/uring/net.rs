@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::bufring::{Lease, GROUP};
 use super::driver::{self, Cqe, IGNORED};
+use super::fixedbuf::FixedBuf;
 use super::op::{Multi, Op};
 use super::{files, Features};
 use crate::runtime::io::{Io, Pooled};
@@ -425,6 +426,42 @@ impl Io for UringStream {
                 Ok(n) => done += n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A socket someone set non-blocking: wait until it takes more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.poll(libc::POLLOUT).await {
+                        return (Err(e), buf);
+                    }
+                }
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    fn fixed_buffer(&self) -> Option<FixedBuf> {
+        driver::with(|d| d.fixed.as_ref().and_then(|p| p.take()))
+    }
+
+    async fn write_fixed(&self, buf: FixedBuf) -> (io::Result<()>, FixedBuf) {
+        let mut buf = buf;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let rest = buf.len() - done;
+            let (ptr, index) = (buf.ptr_at(done), buf.index());
+            let sqe = on!(self.target, |t| opcode::WriteFixed::new(
+                t,
+                ptr as *mut u8,
+                rest as u32,
+                index
+            )
+            .build());
+            // SAFETY: the pointer lies in the registered buffer owned by
+            // `buf`, which the operation owns until it completes.
+            let (cqe, b) = unsafe { self.op(sqe, buf) }.await;
+            buf = b;
+            match cqe.result() {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.poll(libc::POLLOUT).await {
                         return (Err(e), buf);

@@ -318,6 +318,7 @@ fn the_startup_line_names_every_fast_path() {
         recv_multishot: false,
         fixed_files: Some(128),
         send_zc_min: 0,
+        fixed_buffers: 64,
         sqpoll: false,
     };
     let line = f.summary(&s);
@@ -326,6 +327,7 @@ fn the_startup_line_names_every_fast_path() {
         "buffer ring on (256 x 16384 B)",
         "multishot receive off",
         "fixed files on (128 slots)",
+        "registered buffers on (64 x 64 KiB)",
         "zero-copy send off",
         "sqpoll off",
     ] {
@@ -365,5 +367,50 @@ fn plain_reads_after_a_multishot_receive_keep_the_byte_order() {
             .unwrap();
         got
     });
+    assert!(got == expected, "bytes differ (got {})", got.len());
+}
+
+#[test]
+fn registered_buffers_carry_writes_and_come_back() {
+    let settings = UringSettings {
+        fixed_buffers: 4,
+        ..UringSettings::plain(64)
+    };
+    let body = pattern(1 << 20);
+    let expected = body.clone();
+    let (got, exhausted, in_use) = on_ring(settings, |f| async move {
+        assert_eq!(f.fixed_buffers, 4);
+        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let mut listener = UringListener::new(std_listener);
+        let peer = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let (s, _) = listener.accept().await.expect("accept");
+        // Hold every buffer: the pool says so.
+        let held: Vec<_> = (0..4)
+            .map(|_| s.fixed_buffer().expect("a free buffer"))
+            .collect();
+        let exhausted = s.fixed_buffer().is_none();
+        drop(held);
+        // 1 MiB in 64 KiB registered writes.
+        for chunk in body.chunks(fixedbuf::FIXED_SIZE) {
+            let mut buf = s.fixed_buffer().expect("a buffer is free again");
+            assert_eq!(buf.append(chunk), chunk.len());
+            let (res, _) = s.write_fixed(buf).await;
+            res.expect("write_fixed");
+        }
+        let in_use = driver::with(|d| d.fixed.as_ref().unwrap().in_use());
+        drop(s);
+        let got = tokio::task::spawn_blocking(move || peer.join().unwrap())
+            .await
+            .unwrap();
+        (got, exhausted, in_use)
+    });
+    assert!(exhausted, "a fifth buffer was handed out of a pool of four");
+    assert_eq!(in_use, 0, "every registered buffer went back to the pool");
     assert!(got == expected, "bytes differ (got {})", got.len());
 }
