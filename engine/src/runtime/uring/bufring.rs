@@ -33,25 +33,6 @@ pub struct BufRing {
     out: Cell<u32>,
 }
 
-fn map(len: usize) -> io::Result<*mut u8> {
-    // SAFETY: an anonymous private mapping with no address hint; the result
-    // is checked before use.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p.cast())
-}
-
 impl BufRing {
     /// Map a ring of `entries` (a power of two, at most 32768) buffers of
     /// `size` bytes, every buffer available to the kernel.
@@ -62,8 +43,9 @@ impl BufRing {
                 "buffer ring entries must be a power of two up to 32768",
             ));
         }
-        let entries_map = map(entries as usize * std::mem::size_of::<BufRingEntry>())?;
-        let bufs = match map(entries as usize * size as usize) {
+        let entries_map =
+            super::map_anonymous(entries as usize * std::mem::size_of::<BufRingEntry>())?;
+        let bufs = match super::map_anonymous(entries as usize * size as usize) {
             Ok(b) => b,
             Err(e) => {
                 // SAFETY: the mapping above, of that length, not used elsewhere.

@@ -25,23 +25,9 @@ pub struct FixedPool {
 impl FixedPool {
     /// Map `count` buffers.
     pub fn new(count: u16) -> io::Result<Rc<FixedPool>> {
-        let len = count as usize * FIXED_SIZE;
-        // SAFETY: an anonymous private mapping; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let base = super::map_anonymous(count as usize * FIXED_SIZE)?;
         Ok(Rc::new(FixedPool {
-            base: p.cast(),
+            base,
             count,
             free: RefCell::new((0..count).rev().collect()),
         }))

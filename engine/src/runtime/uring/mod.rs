@@ -373,6 +373,26 @@ pub fn worker_driver(
     Ok(d)
 }
 
+/// An anonymous private mapping of `len` bytes (pages cost memory only once touched).
+fn map_anonymous(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: an anonymous private mapping with no address hint; the result
+    // is checked before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
 struct RingFd(RawFd);
 
 impl AsRawFd for RingFd {

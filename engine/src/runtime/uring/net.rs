@@ -201,6 +201,21 @@ impl UringStream {
         cqe.result().map(drop)
     }
 
+    /// What a write's completion means: bytes written, 0 to try again
+    /// (interrupted, or a socket someone set non-blocking that now takes
+    /// more), or the error.
+    async fn written(&self, cqe: Cqe) -> io::Result<usize> {
+        match cqe.result() {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.poll(libc::POLLOUT).await.map(|()| 0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One receive into the spare capacity of `buf`.
     async fn recv_into(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         loop {
@@ -421,16 +436,8 @@ impl Io for UringStream {
             // kernel's notification that it no longer reads the buffer.
             let (cqe, b) = unsafe { self.op(sqe, buf) }.await;
             buf = b;
-            match cqe.result() {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // A socket someone set non-blocking: wait until it takes more.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.poll(libc::POLLOUT).await {
-                        return (Err(e), buf);
-                    }
-                }
+            match self.written(cqe).await {
+                Ok(n) => done += n,
                 Err(e) => return (Err(e), buf),
             }
         }
@@ -458,15 +465,8 @@ impl Io for UringStream {
             // `buf`, which the operation owns until it completes.
             let (cqe, b) = unsafe { self.op(sqe, buf) }.await;
             buf = b;
-            match cqe.result() {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.poll(libc::POLLOUT).await {
-                        return (Err(e), buf);
-                    }
-                }
+            match self.written(cqe).await {
+                Ok(n) => done += n,
                 Err(e) => return (Err(e), buf),
             }
         }

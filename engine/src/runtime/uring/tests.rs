@@ -64,6 +64,13 @@ impl UringSettings {
     }
 }
 
+/// A listener on an ephemeral loopback port, on the ring.
+fn listen() -> (UringListener, SocketAddr) {
+    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    (UringListener::new(std_listener), addr)
+}
+
 /// Read everything the stream sends until end of stream, pooled or not.
 async fn read_to_end(s: &UringStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -92,9 +99,7 @@ fn accept_receive_send_with_each_fast_path() {
         let body = pattern(1 << 20);
         let expected = body.clone();
         let (got, echoed) = on_ring(settings, |_| async move {
-            let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = std_listener.local_addr().unwrap();
-            let mut listener = UringListener::new(std_listener);
+            let (mut listener, addr) = listen();
             // The peer: sends 1 MiB, closes its write side, reads the reply.
             let peer = std::thread::spawn(move || {
                 let mut c = TcpStream::connect(addr).unwrap();
@@ -125,9 +130,7 @@ fn accept_receive_send_with_each_fast_path() {
 fn connect_and_many_connections_reuse_slots_and_buffers() {
     for (name, settings) in variants() {
         let total = on_ring(settings, |_| async move {
-            let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = std_listener.local_addr().unwrap();
-            let mut listener = UringListener::new(std_listener);
+            let (mut listener, addr) = listen();
             let mut total = 0;
             // More connections than the test ring has file slots (64 * 2 +
             // 64) or buffers, one after another: slots and buffers must come
@@ -169,9 +172,7 @@ fn an_exhausted_buffer_ring_falls_back_without_losing_bytes() {
     let body = pattern(256 * 1024);
     let expected = body.clone();
     let (got, exhausted) = on_ring(settings, |_| async move {
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let peer = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(&body).unwrap();
@@ -208,9 +209,7 @@ fn an_exhausted_buffer_ring_falls_back_without_losing_bytes() {
 fn a_dropped_read_loses_nothing_with_multishot() {
     let got = on_ring(UringSettings::all_on(64), |f| async move {
         assert!(f.recv_multishot);
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr: SocketAddr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let peer = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
             std::thread::sleep(Duration::from_millis(150));
@@ -233,9 +232,7 @@ fn a_dropped_read_loses_nothing_with_multishot() {
 #[test]
 fn dropping_a_stream_with_a_read_in_flight_closes_it() {
     on_ring(UringSettings::all_on(64), |_| async move {
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let peer = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -267,9 +264,7 @@ fn submissions_are_batched_per_loop_turn() {
     // 32 connections each sending a message in the same turn: far fewer
     // io_uring_enter calls than operations.
     let (calls, ops) = on_ring(UringSettings::all_on(64), |_| async move {
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let mut clients = Vec::new();
         for _ in 0..32 {
             clients.push(TcpStream::connect(addr).unwrap());
@@ -343,9 +338,7 @@ fn plain_reads_after_a_multishot_receive_keep_the_byte_order() {
     let expected = body.clone();
     let got = on_ring(UringSettings::all_on(64), |f| async move {
         assert!(f.recv_multishot);
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let peer = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(&body).unwrap();
@@ -380,9 +373,7 @@ fn registered_buffers_carry_writes_and_come_back() {
     let expected = body.clone();
     let (got, exhausted, in_use) = on_ring(settings, |f| async move {
         assert_eq!(f.fixed_buffers, 4);
-        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let mut listener = UringListener::new(std_listener);
+        let (mut listener, addr) = listen();
         let peer = std::thread::spawn(move || {
             let mut c = TcpStream::connect(addr).unwrap();
             let mut got = Vec::new();
