@@ -36,6 +36,30 @@ fn metrics_after_known_sequence(io: &str) {
         support::engine::backend_of(io)
     );
     assert_eq!(m(&q), Some(1.0), "{}", show(&q));
+
+    // The io_uring backend says once which fast paths are in force: all of
+    // them in the `uring` variant, none in `uring-plain`.
+    if support::engine::backend_of(io) == "uring" {
+        let logs = engine.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("io_uring fast paths:"))
+            .unwrap_or_else(|| panic!("no fast-path line in the start-up log:\n{logs}"));
+        let state = if io == "uring" { "on" } else { "off" };
+        for path in [
+            "multishot accept",
+            "buffer ring",
+            "multishot receive",
+            "fixed files",
+            "registered buffers",
+            "zero-copy send",
+        ] {
+            assert!(
+                line.contains(&format!("{path} {state}")),
+                "{io}: expected `{path} {state}` in {line:?}"
+            );
+        }
+    }
     for q in [
         "certgate_requests_total{status=\"200\"}",
         "certgate_requests_total{status=\"403\"}",

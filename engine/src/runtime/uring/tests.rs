@@ -405,3 +405,27 @@ fn registered_buffers_carry_writes_and_come_back() {
     assert_eq!(in_use, 0, "every registered buffer went back to the pool");
     assert!(got == expected, "bytes differ (got {})", got.len());
 }
+
+#[test]
+fn a_fast_path_the_kernel_refuses_falls_back_with_one_line() {
+    // A buffer ring the kernel cannot take (not a power of two: refused before
+    // it reaches the kernel, the same path as a kernel without rings), and a
+    // multishot receive that needs it.
+    let settings = UringSettings {
+        buf_ring_entries: 3,
+        ..UringSettings::all_on(64)
+    };
+    let d = detect(&settings, 64).expect("io_uring available");
+    assert!(!d.features.buf_ring && !d.features.recv_multishot);
+    assert!(d.features.accept_multishot, "the other paths stay on");
+    assert_eq!(d.fallbacks.len(), 2, "{:?}", d.fallbacks);
+    assert!(d.fallbacks[0].starts_with("CERTGATE_URING_BUF_RING=1 but "));
+    assert!(d.fallbacks[0].ends_with(": each read uses a buffer of its connection"));
+    assert!(
+        d.fallbacks[1].starts_with("CERTGATE_URING_RECV_MULTISHOT=1 but the buffer ring is off")
+    );
+    // And the worker's ring is built with what is in force.
+    let stats = Arc::new(WorkerStats::default());
+    let driver = worker_driver(&settings, d.features, stats).expect("worker ring");
+    assert!(driver.bufs.is_none());
+}
