@@ -92,6 +92,8 @@ pub struct Driver {
     pub files: Option<super::files::FileTable>,
     /// The fast paths in force.
     pub features: super::Features,
+    /// Scratch list of the wakers one dispatch wakes.
+    woken: Vec<std::task::Waker>,
     pub stats: std::sync::Arc<WorkerStats>,
 }
 
@@ -161,6 +163,7 @@ impl Driver {
             ops: Slab::with_capacity(256),
             sqpoll,
             features,
+            woken: Vec::with_capacity(64),
             bufs: None,
             fixed: None,
             files: None,
@@ -235,8 +238,8 @@ impl Driver {
 
     /// Deliver every completion in the ring to its slot.
     pub fn dispatch(&mut self) {
-        let mut woken = Vec::new();
-        let mut freed: Vec<Slot> = Vec::new();
+        // Reused across calls: no allocation per batch of completions.
+        let mut woken = std::mem::take(&mut self.woken);
         {
             let mut cq = self.ring.completion();
             cq.sync();
@@ -280,17 +283,18 @@ impl Driver {
                             drop(bufs.lease(bid, 0));
                         }
                         if last {
-                            freed.push(self.ops.remove(idx));
+                            // Frees what the orphan kept (plain memory only).
+                            drop(self.ops.remove(idx));
                         }
                     }
                     Slot::Done(_) => {}
                 }
             }
         }
-        drop(freed);
-        for w in woken {
+        for w in woken.drain(..) {
             w.wake();
         }
+        self.woken = woken;
     }
 
     /// Poll a single-result operation.
