@@ -90,7 +90,7 @@ pub async fn serve<S: Io>(sock: S, peer: SocketAddr, w: &Rc<Worker<S>>) {
     if mode == ClientCertMode::Require && !matches!(verdict, Verdict::Verified(_)) {
         // Only a resumed session gets here: full handshakes were refused with an alert.
         debug!(%peer, verdict = verdict.label(), "resumed session no longer passes the policy");
-        let _ = tokio::time::timeout(config.handshake_timeout, conn.shutdown()).await;
+        let _ = tokio::time::timeout(config.handshake_timeout, conn.close_notify()).await;
         account(&conn, w);
         return;
     }

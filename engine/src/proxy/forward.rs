@@ -21,7 +21,7 @@ use crate::http::{
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
 use crate::tls::context::Snapshot;
-use crate::tls::stream::{TlsConn, RECORD, SMALL};
+use crate::tls::stream::{TlsConn, RECORD, SMALL, STREAM};
 use crate::tls::verify::{evaluate, now_unix, Presented, Verdict};
 use crate::trust::policy::CompiledPolicy;
 
@@ -322,7 +322,7 @@ async fn to_client<S: Io>(conn: &mut TlsConn<S>, data: &[u8], w: &Worker<S>) -> 
 
 /// Close the TLS session within one idle timeout.
 async fn close<S: Io>(conn: &mut TlsConn<S>, w: &Worker<S>) {
-    let _ = tokio::time::timeout(w.shared.config.idle_timeout, conn.shutdown()).await;
+    let _ = tokio::time::timeout(w.shared.config.idle_timeout, conn.close_notify()).await;
 }
 
 async fn fail<S: Io>(conn: &mut TlsConn<S>, failure: Failure, w: &Worker<S>) {
@@ -512,11 +512,15 @@ async fn exchange<S: Io>(
     to_client(conn, &out, w).await.map_err(|_| Failure::Abort)?;
     drop(out);
 
+    // A read that fills its buffer means more is waiting: read bigger, so the
+    // body goes out in writes of several records.
+    let mut chunk = RECORD;
     while !framing.done() {
         rbuf.clear();
-        if rbuf.capacity() < RECORD {
-            rbuf.reserve(RECORD);
+        if rbuf.capacity() < chunk {
+            rbuf.reserve(chunk);
         }
+        let room = rbuf.capacity();
         let read = tokio::time::timeout(config.backend_timeout, up.read(rbuf)).await;
         let (res, b) = match read {
             Ok(r) => r,
@@ -532,7 +536,7 @@ async fn exchange<S: Io>(
                 w.stats.backend_error(BackendError::Io);
                 return Err(Failure::Abort);
             }
-            Ok(_) => {}
+            Ok(n) => chunk = if n == room { STREAM } else { RECORD },
         }
         let n = framing.take(&rbuf).map_err(|_| Failure::Abort)?;
         to_client(conn, &rbuf[..n], w)
@@ -593,8 +597,9 @@ async fn send_request<S: Io>(
         if framing.done() {
             return Ok(());
         }
-        if buf.capacity() - buf.len() < RECORD / 2 {
-            buf.reserve(RECORD);
+        // Room for several records: what has arrived goes on in one write.
+        if buf.capacity() - buf.len() < RECORD {
+            buf.reserve(STREAM);
         }
         match tokio::time::timeout(w.shared.config.idle_timeout, conn.read(buf)).await {
             Ok(Ok(n)) if n > 0 => {}

@@ -23,6 +23,10 @@ use crate::tls::ktls::{self, Kernel};
 /// One TLS record plus header room: the natural unit of a socket read.
 pub const RECORD: usize = 17 * 1024;
 
+/// A body that streams moves in chunks of this size: one socket read or
+/// write for four records, instead of one per record.
+pub const STREAM: usize = 4 * RECORD;
+
 /// The buffer an idle connection waits with: enough for a request or a
 /// handshake flight. A read that fills it is followed by record-sized ones.
 pub const SMALL: usize = 4 * 1024;
@@ -211,8 +215,17 @@ impl<S: Io> TlsConn<S> {
             return Ok(false);
         }
         debug_assert!(self.tls.get_ref().drained());
-        match self.sock.read_pooled().await? {
+        // While a body streams in, read several records at once into the
+        // connection's own buffer rather than one pool buffer at a time
+        // (`Io::read` keeps the stream's order if a pooled receive is armed).
+        let pooled = if self.streaming {
+            Pooled::Unavailable
+        } else {
+            self.sock.read_pooled().await?
+        };
+        match pooled {
             Pooled::Data(lease) => {
+                self.streaming = lease.filled();
                 self.traffic.received += lease.len() as u64;
                 let ct = self.tls.get_mut();
                 // Waiting went through the pool: hold no buffer of our own.
@@ -230,8 +243,8 @@ impl<S: Io> TlsConn<S> {
         }
         let mut inc = std::mem::take(&mut self.tls.get_mut().incoming);
         if self.streaming {
-            if inc.capacity() - inc.len() < RECORD / 2 {
-                inc.reserve(RECORD);
+            if inc.capacity() - inc.len() < STREAM / 2 {
+                inc.reserve(STREAM);
             }
         } else if inc.is_empty() && inc.capacity() > SMALL {
             // Waiting for a connection that went quiet: hold a small buffer only.
@@ -307,7 +320,7 @@ impl<S: Io> TlsConn<S> {
                 Ok(n) => {
                     // SAFETY: ssl_read_uninit initialised the first `n` bytes of the spare capacity.
                     unsafe { dst.set_len(dst.len() + n) };
-                    return Ok(n);
+                    return Ok(n + self.read_buffered(dst));
                 }
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
                 // BoringSSL drained `incoming` without a whole record: the
@@ -319,6 +332,25 @@ impl<S: Io> TlsConn<S> {
                 }
             }
         }
+    }
+
+    /// Decrypt, without waiting, whatever whole records already arrived, into
+    /// the room left in `dst`; so a body read in large socket reads also
+    /// leaves in large writes. An error (or close_notify) is left for the
+    /// next [`read`](Self::read), which meets it again: BoringSSL keeps it.
+    fn read_buffered(&mut self, dst: &mut BytesMut) -> usize {
+        let mut total = 0;
+        while dst.capacity() > dst.len() && (!self.tls.get_ref().drained() || self.has_pending()) {
+            match self.tls.ssl_read_uninit(dst.spare_capacity_mut()) {
+                Ok(n) if n > 0 => {
+                    // SAFETY: ssl_read_uninit initialised the first `n` bytes of the spare capacity.
+                    unsafe { dst.set_len(dst.len() + n) };
+                    total += n;
+                }
+                _ => break,
+            }
+        }
+        total
     }
 
     /// Encrypt all of `data` and write it out.
@@ -343,14 +375,21 @@ impl<S: Io> TlsConn<S> {
         self.flush().await
     }
 
-    /// Send close_notify and shut the write side of the socket.
-    pub async fn shutdown(&mut self) {
+    /// Send close_notify, for a connection that is closed next (closing the
+    /// socket sends the FIN: no `shutdown` system call is needed).
+    pub async fn close_notify(&mut self) {
         if let Kernel::Offloaded(k) = &mut self.kernel {
-            return k.shutdown(&self.sock).await;
+            return k.close_notify(&self.sock).await;
         }
         if let Ok(ShutdownResult::Sent | ShutdownResult::Received) = self.tls.shutdown() {
             let _ = self.flush().await;
         }
+    }
+
+    /// Send close_notify and shut the write side of the socket, for a
+    /// connection that goes on reading.
+    pub async fn shutdown(&mut self) {
+        self.close_notify().await;
         let _ = self.sock.shutdown_write();
     }
 
@@ -380,5 +419,108 @@ impl<S: Io> TlsConn<S> {
                 _ => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use boring::ssl::{Ssl, SslConnector, SslContextBuilder, SslMethod, SslVerifyMode};
+
+    use super::*;
+    use crate::tls::pki::{self_signed, CertSpec, Usage};
+
+    const BURST: usize = 3 * 16 * 1024;
+
+    /// A body that arrives as several records at once is decrypted by one
+    /// `read`, so the proxy passes it on in one write instead of one per record.
+    async fn burst_is_read_at_once<S: Io>(sock: S, peer: std::net::TcpStream) {
+        let issued = self_signed(&CertSpec::new("stream.test", Usage::Server)).unwrap();
+        let mut sb = SslContextBuilder::new(SslMethod::tls()).unwrap();
+        sb.set_certificate(&issued.cert).unwrap();
+        sb.set_private_key(&issued.key).unwrap();
+        let sctx = sb.build();
+        let body: Vec<u8> = (0..BURST).map(|i| (i % 251) as u8).collect();
+        let sent = body.clone();
+        let (written_tx, written_rx) = tokio::sync::oneshot::channel();
+        let client = std::thread::spawn(move || {
+            let mut cb = SslConnector::builder(SslMethod::tls()).unwrap();
+            cb.set_verify(SslVerifyMode::NONE);
+            let mut tls = cb
+                .build()
+                .configure()
+                .unwrap()
+                .verify_hostname(false)
+                .connect("stream.test", peer)
+                .unwrap();
+            tls.write_all(&sent).unwrap();
+            tls.flush().unwrap();
+            let _ = written_tx.send(());
+            // Hold the connection until the server has read.
+            let mut done = [0u8; 1];
+            let _ = tls.read(&mut done);
+        });
+
+        let mut conn = TlsConn::new(Ssl::new(&sctx).unwrap(), sock).unwrap();
+        conn.handshake().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), written_rx)
+            .await
+            .expect("the client did not finish writing")
+            .unwrap();
+        let mut dst = BytesMut::with_capacity(STREAM);
+        let n = conn.read(&mut dst).await.unwrap();
+        assert_eq!(
+            n, BURST,
+            "three records that had all arrived came back {n} bytes at a time"
+        );
+        assert_eq!(&dst[..], &body[..]);
+        conn.write_all(b"k").await.unwrap();
+        conn.shutdown().await;
+        client.join().unwrap();
+    }
+
+    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (ours, peer)
+    }
+
+    #[test]
+    fn burst_is_read_at_once_on_epoll() {
+        let (ours, peer) = socket_pair();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sock = crate::runtime::io::EpollStream::new(
+                tokio::net::TcpStream::from_std(ours).unwrap(),
+            );
+            burst_is_read_at_once(sock, peer).await;
+        });
+    }
+
+    /// With the provided-buffer ring: the first receive takes a pool buffer,
+    /// the rest of the burst comes in one read of the connection's own.
+    #[test]
+    fn burst_is_read_at_once_on_io_uring() {
+        let (ours, peer) = socket_pair();
+        let settings = crate::runtime::uring::UringSettings::default();
+        let detected = crate::runtime::uring::detect(&settings, 64).unwrap();
+        assert!(
+            detected.features.buf_ring,
+            "this test wants the buffer ring (kernel 5.19+)"
+        );
+        let stats = std::sync::Arc::new(crate::admin::metrics::WorkerStats::default());
+        let driver =
+            crate::runtime::uring::worker_driver(&settings, detected.features, stats).unwrap();
+        crate::runtime::uring::run(driver, async {
+            let sock = crate::runtime::uring::net::UringStream::from_std(ours);
+            burst_is_read_at_once(sock, peer).await;
+        })
+        .unwrap();
     }
 }

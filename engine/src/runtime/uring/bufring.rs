@@ -159,6 +159,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The kernel filled the whole buffer: more was probably waiting.
+    pub fn filled(&self) -> bool {
+        self.end == self.ring.size
+    }
+
     /// Drop the first `n` bytes (consumed).
     pub fn advance(&mut self, n: usize) {
         self.start = (self.start + n as u32).min(self.end);

@@ -195,10 +195,9 @@ impl KernelTls {
         Ok(())
     }
 
-    /// Send close_notify and shut the write side of the socket.
-    pub async fn shutdown<S: Io>(&mut self, sock: &S) {
+    /// Send close_notify.
+    pub async fn close_notify<S: Io>(&mut self, sock: &S) {
         let _ = self.send_alert(sock, alert::CLOSE_NOTIFY).await;
-        let _ = sock.shutdown_write();
     }
 }
 

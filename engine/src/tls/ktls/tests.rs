@@ -420,7 +420,8 @@ async fn kernel_mode_glue<S: crate::runtime::io::Io>(sock: S, mut peer: std::net
     let n = k.read(&sock, &mut dst, &mut traffic).await.unwrap();
     assert_eq!((n, &dst[..]), (6, &b"hello again"[..]));
     k.write_all(&sock, b"world", &mut traffic).await.unwrap();
-    k.shutdown(&sock).await;
+    k.close_notify(&sock).await;
+    sock.shutdown_write().unwrap();
     let got = reader.join().unwrap();
     // On a plain socket the close_notify alert body goes out as bytes.
     assert_eq!(got, b"world\x01\x00");
