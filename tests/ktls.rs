@@ -1,4 +1,4 @@
-//! kTLS (`CERTGATE_KTLS`): on a kernel with the tls ULP, connections are offloaded and keep working (requests, 1 MiB bodies both ways, a client KeyUpdate, TLS 1.2 and 1.3); on a kernel without it, `auto` serves in user space counting `no_ulp` and `on` is a start-up error naming the ULP list. `off` never offloads.
+//! kTLS (`CERTGATE_KTLS`): on a kernel with the tls ULP, connections are offloaded and keep working (requests, 1 MiB bodies both ways, spliced socket to socket unless `CERTGATE_KTLS_SPLICE=0`, a client KeyUpdate, TLS 1.2 and 1.3); on a kernel without it, `auto` serves in user space counting `no_ulp` (nothing spliced) and `on` is a start-up error naming the ULP list. `off` never offloads.
 
 mod support;
 
@@ -8,6 +8,12 @@ use support::*;
 const ULP_LIST: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
 const OFFLOADED: &str = "certgate_ktls_offloaded_total";
 const NO_ULP: &str = "certgate_ktls_fallbacks_total{reason=\"no_ulp\"}";
+const SPLICED_REQUEST: &str = "certgate_ktls_spliced_bytes_total{direction=\"request\"}";
+const SPLICED_RESPONSE: &str = "certgate_ktls_spliced_bytes_total{direction=\"response\"}";
+
+/// The least a 1 MiB body must have been spliced: all but what arrived with
+/// its head (a few records at most).
+const SPLICED_PER_MIB: f64 = ((1 << 20) - (64 << 10)) as f64;
 
 /// Whether this kernel offers kTLS, as the engine decides it.
 fn kernel_tls() -> bool {
@@ -28,6 +34,10 @@ fn kernel_tls() -> bool {
 }
 
 fn engine(io: &str, pki: &TestPki, backend: &Backend, ktls: &str) -> Engine {
+    engine_with(io, pki, backend, ktls, "1")
+}
+
+fn engine_with(io: &str, pki: &TestPki, backend: &Backend, ktls: &str, splice: &str) -> Engine {
     start_engine(
         io,
         pki,
@@ -35,6 +45,7 @@ fn engine(io: &str, pki: &TestPki, backend: &Backend, ktls: &str) -> Engine {
         &[
             ("CERTGATE_CLIENT_CERT", "request".into()),
             ("CERTGATE_KTLS", ktls.into()),
+            ("CERTGATE_KTLS_SPLICE", splice.into()),
         ],
     )
 }
@@ -113,6 +124,11 @@ fn auto_mode(io: &str) {
         assert!(line.contains("active"), "{line}");
         exchange(&engine, &backend, &pki, TlsVersion::Tls13);
         assert!(metric(&engine, OFFLOADED) >= 1.0);
+        // Two rounds (before and after the KeyUpdate), one 1 MiB body each way.
+        for q in [SPLICED_REQUEST, SPLICED_RESPONSE] {
+            let n = metric(&engine, q);
+            assert!(n >= 2.0 * SPLICED_PER_MIB, "{q} = {n}: bodies not spliced");
+        }
         return;
     }
     assert!(
@@ -136,6 +152,9 @@ fn auto_mode(io: &str) {
         "fallbacks by reason no_ulp"
     );
     assert_eq!(metric_opt(&engine, OFFLOADED), Some(0.0));
+    // Records in user space: bodies are copied, never spliced.
+    assert_eq!(metric_opt(&engine, SPLICED_REQUEST), Some(0.0));
+    assert_eq!(metric_opt(&engine, SPLICED_RESPONSE), Some(0.0));
 }
 
 fn on_mode(io: &str) {
@@ -156,6 +175,18 @@ fn on_mode(io: &str) {
         }
         assert!(metric(&engine, "certgate_ktls_key_updates_total") >= 1.0);
         assert_eq!(metric(&engine, "certgate_ktls_closed_total"), 0.0);
+        // Three rounds (TLS 1.3 twice, TLS 1.2 once), a 1 MiB body each way
+        // in each, moved by splice.
+        for q in [SPLICED_REQUEST, SPLICED_RESPONSE] {
+            let n = metric(&engine, q);
+            assert!(n >= 3.0 * SPLICED_PER_MIB, "{q} = {n}: bodies not spliced");
+        }
+        // The same with splice switched off: offloaded, bodies copied.
+        let engine = engine_with(io, &pki, &backend, "on", "0");
+        exchange(&engine, &backend, &pki, TlsVersion::Tls13);
+        assert_eq!(metric(&engine, OFFLOADED), 1.0);
+        assert_eq!(metric(&engine, SPLICED_REQUEST), 0.0);
+        assert_eq!(metric(&engine, SPLICED_RESPONSE), 0.0);
         return;
     }
     let mut vars = pki.tls_vars();

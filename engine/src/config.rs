@@ -80,6 +80,7 @@ vars! {
     CRL_REFRESH_SECS = "CERTGATE_CRL_REFRESH_SECS", "3600", "longest time between two reads of a CRL source (sooner at the CRL's nextUpdate)";
     CRL_GRACE_SECS = "CERTGATE_CRL_GRACE_SECS", "86400", "how long a CRL past its nextUpdate stays in force";
     CRL_MISSING = "CERTGATE_CRL_MISSING", "deny", "verdict when the issuer's CRL is missing or stale: deny | allow";
+    KTLS_SPLICE = "CERTGATE_KTLS_SPLICE", "1", "1: on kernel-offloaded (kTLS) connections, Content-Length bodies move between the client and backend sockets by splice, without a user-space copy; 0 copies them";
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -265,6 +266,8 @@ pub struct Config {
     pub cert_dir_poll: Duration,
     /// Revocation: CRL sources, refresh, grace and the missing-CRL policy.
     pub crl: CrlSettings,
+    /// Splice Content-Length bodies of kTLS connections socket to socket.
+    pub ktls_splice: bool,
 }
 
 /// The admin bearer token; `Debug` never shows it.
@@ -493,6 +496,7 @@ impl Config {
             ca_dir: vars.path(CA_DIR),
             cert_dir_poll: vars.secs(CERT_DIR_POLL_SECS, 5)?,
             crl: parse_crl(&vars)?,
+            ktls_splice: vars.flag_on(KTLS_SPLICE)?,
         };
         config.validate()?;
         Ok(config)
@@ -743,6 +747,15 @@ mod tests {
         }
         let e = cfg(&[(KTLS, "yes")]).unwrap_err().to_string();
         assert!(e.contains("expected auto, on or off"), "{e}");
+    }
+
+    #[test]
+    fn ktls_splice_is_on_unless_turned_off() {
+        assert!(cfg(&[]).unwrap().ktls_splice);
+        assert!(!cfg(&[(KTLS_SPLICE, "0")]).unwrap().ktls_splice);
+        assert!(cfg(&[(KTLS_SPLICE, "1")]).unwrap().ktls_splice);
+        let e = cfg(&[(KTLS_SPLICE, "2")]).unwrap_err().to_string();
+        assert!(e.contains(KTLS_SPLICE), "{e}");
     }
 
     #[test]

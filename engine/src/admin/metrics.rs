@@ -85,6 +85,18 @@ pub enum KtlsFallback {
 /// Labels of [`KtlsFallback`], by discriminant.
 pub const KTLS_FALLBACKS: [&str; 4] = ["no_ulp", "cipher", "keys", "setsockopt"];
 
+/// Which way a spliced body went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpliceDirection {
+    /// A request body, client to backend.
+    Request = 0,
+    /// A response body, backend to client.
+    Response = 1,
+}
+
+/// Labels of [`SpliceDirection`], by discriminant.
+pub const SPLICE_DIRECTIONS: [&str; 2] = ["request", "response"];
+
 /// Verdict labels: success, none, then every failure reason.
 pub const VERDICTS: [&str; 2 + Reason::ALL.len()] = {
     let mut out = [""; 2 + Reason::ALL.len()];
@@ -147,6 +159,9 @@ pub struct WorkerStats {
     /// (an alert other than close_notify, a handshake message other than
     /// KeyUpdate, a failed re-key, or a failed TLS_RX after TLS_TX).
     pub ktls_closed: Counter,
+    /// Body bytes of offloaded connections moved socket to socket through a
+    /// pipe (splice), per [`SpliceDirection`].
+    pub ktls_spliced_bytes: [Counter; 2],
 }
 
 impl Default for WorkerStats {
@@ -174,6 +189,7 @@ impl Default for WorkerStats {
             ktls_fallbacks: Default::default(),
             ktls_key_updates: Counter::default(),
             ktls_closed: Counter::default(),
+            ktls_spliced_bytes: Default::default(),
         }
     }
 }
@@ -207,6 +223,11 @@ impl WorkerStats {
     /// Count a connection kept in user space although kTLS was wanted.
     pub fn ktls_fallback(&self, why: KtlsFallback) {
         self.ktls_fallbacks[why as usize].inc();
+    }
+
+    /// Count body bytes spliced between the sockets (kTLS).
+    pub fn spliced(&self, direction: SpliceDirection, bytes: u64) {
+        self.ktls_spliced_bytes[direction as usize].add(bytes);
     }
 
     /// Count a client-certificate verdict by its label.
@@ -444,6 +465,21 @@ pub fn render(workers: &[std::sync::Arc<WorkerStats>], g: &Globals<'_>) -> Strin
     push(h, lines);
 
     let h = family(
+        "certgate_ktls_spliced_bytes_total",
+        "counter",
+        "body bytes of kernel-offloaded connections moved between the client and backend sockets by splice, without a user-space copy",
+    );
+    let lines = SPLICE_DIRECTIONS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let series = format!("certgate_ktls_spliced_bytes_total{{direction=\"{d}\"}}");
+            (series, sum(workers, |w| &w.ktls_spliced_bytes[i]))
+        })
+        .collect();
+    push(h, lines);
+
+    let h = family(
         "certgate_client_cert_verdicts_total",
         "counter",
         "client-certificate verdicts by result",
@@ -505,6 +541,8 @@ mod tests {
         a.ktls_fallback(KtlsFallback::NoUlp);
         b.ktls_fallback(KtlsFallback::NoUlp);
         b.ktls_offloaded.inc();
+        a.spliced(SpliceDirection::Response, 1000);
+        b.spliced(SpliceDirection::Response, 24);
         let g = Globals {
             io_backend: "uring",
             generation: 4,
@@ -526,6 +564,8 @@ mod tests {
         assert!(text.contains("certgate_ktls_fallbacks_total{reason=\"no_ulp\"} 2\n"));
         assert!(text.contains("certgate_ktls_fallbacks_total{reason=\"cipher\"} 0\n"));
         assert!(text.contains("certgate_ktls_offloaded_total 1\n"));
+        assert!(text.contains("certgate_ktls_spliced_bytes_total{direction=\"response\"} 1024\n"));
+        assert!(text.contains("certgate_ktls_spliced_bytes_total{direction=\"request\"} 0\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("certgate_"), "{line}");
         }

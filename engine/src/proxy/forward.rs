@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tracing::debug;
 
-use crate::admin::metrics::BackendError;
+use crate::admin::metrics::{BackendError, SpliceDirection};
 use crate::config::ClientCertMode;
 use crate::http::{
     error_response, parse_request, parse_response, write_downstream_head_with, write_upstream_head,
     BodyKind, ChunkedTracker, ClientIp, DownstreamConnection, ForwardContext, HttpError, Parsed,
     Request, CONTINUE_100,
 };
+use crate::proxy::splice::{forward_body, BodyError, Deadlines, PlainSource};
 use crate::runtime::io::Io;
 use crate::runtime::worker::Worker;
 use crate::tls::context::Snapshot;
@@ -120,6 +121,27 @@ impl Framing {
 
     fn done(&self) -> bool {
         matches!(self, Framing::Done)
+    }
+}
+
+/// How the rest of a body travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyPath {
+    /// Through user-space buffers (TLS in user space, or a framing that must be read).
+    Copy,
+    /// Socket to socket by splice: this many bytes are left.
+    Splice(u64),
+}
+
+/// Splice only what is certainly correct: the switch is on, the client's
+/// records are in the kernel with nothing buffered in user space
+/// ([`TlsConn::kernel_fd_for_splice`]), and the body's remaining length is
+/// known. Chunked and close-delimited bodies are copied: their end is found
+/// by reading them.
+fn body_path(splice_on: bool, client_in_kernel: bool, framing: &Framing) -> BodyPath {
+    match framing {
+        Framing::Length(rest) if splice_on && client_in_kernel => BodyPath::Splice(*rest),
+        _ => BodyPath::Copy,
     }
 }
 
@@ -512,6 +534,35 @@ async fn exchange<S: Io>(
     to_client(conn, &out, w).await.map_err(|_| Failure::Abort)?;
     drop(out);
 
+    let client_in_kernel = conn.kernel_fd_for_splice().is_some();
+    if let BodyPath::Splice(rest) = body_path(config.ktls_splice, client_in_kernel, &framing) {
+        let limits = Deadlines {
+            read: config.backend_timeout,
+            write: config.idle_timeout,
+        };
+        let mut src = PlainSource(&up);
+        match forward_body(&mut src, conn.sock(), &w.pipes, &mut rbuf, rest, limits).await {
+            Ok(moved) => {
+                w.stats.spliced(SpliceDirection::Response, moved.spliced);
+                conn.traffic.sent += moved.spliced + moved.copied;
+                framing = Framing::Done;
+            }
+            // No pipe: nothing moved, the copy loop below carries the body.
+            Err(BodyError::Pipe(e)) => debug!("response body copied: {e}"),
+            Err(e) => {
+                debug!("response body: {e}");
+                match e {
+                    BodyError::SourceTimeout(_) => w.stats.backend_error(BackendError::Timeout),
+                    BodyError::Source(_) | BodyError::Truncated { .. } => {
+                        w.stats.backend_error(BackendError::Io)
+                    }
+                    _ => {}
+                }
+                return Err(Failure::Abort);
+            }
+        }
+    }
+
     // A read that fills its buffer means more is waiting: read bigger, so the
     // body goes out in writes of several records.
     let mut chunk = RECORD;
@@ -597,6 +648,37 @@ async fn send_request<S: Io>(
         if framing.done() {
             return Ok(());
         }
+        let client_in_kernel = conn.kernel_fd_for_splice().is_some();
+        let splice_on = w.shared.config.ktls_splice;
+        if let BodyPath::Splice(rest) = body_path(splice_on, client_in_kernel, &framing) {
+            let limits = Deadlines {
+                read: w.shared.config.idle_timeout,
+                write: w.shared.config.backend_timeout,
+            };
+            match forward_body(conn, up, &w.pipes, buf, rest, limits).await {
+                Ok(moved) => {
+                    w.stats.spliced(SpliceDirection::Request, moved.spliced);
+                    conn.traffic.received += moved.spliced;
+                    return Ok(());
+                }
+                // No pipe: nothing moved, the copy loop carries the body.
+                Err(BodyError::Pipe(e)) => debug!("request body copied: {e}"),
+                Err(e) => {
+                    debug!("request body: {e}");
+                    return Err(match e {
+                        BodyError::SinkTimeout(_) => {
+                            w.stats.backend_error(BackendError::Timeout);
+                            Failure::Answer(504, "Gateway Timeout")
+                        }
+                        BodyError::Sink(_) => {
+                            w.stats.backend_error(BackendError::Io);
+                            Failure::Answer(502, "Bad Gateway")
+                        }
+                        _ => Failure::Client,
+                    });
+                }
+            }
+        }
         // Room for several records: what has arrived goes on in one write.
         if buf.capacity() - buf.len() < RECORD {
             buf.reserve(STREAM);
@@ -662,5 +744,34 @@ async fn read_response_head<S: Io>(
             }
         }
         seen_any = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_offloaded_length_framed_bodies_are_spliced() {
+        let length = || Framing::new(BodyKind::ContentLength(1 << 20), true);
+        assert_eq!(body_path(true, true, &length()), BodyPath::Splice(1 << 20));
+        // The switch off, or the client's records in user space: copied.
+        assert_eq!(body_path(false, true, &length()), BodyPath::Copy);
+        assert_eq!(body_path(true, false, &length()), BodyPath::Copy);
+        // After some bytes were taken, the rest is what is spliced.
+        let mut f = length();
+        assert_eq!(f.take(&[0u8; 100]).unwrap(), 100);
+        assert_eq!(body_path(true, true, &f), BodyPath::Splice((1 << 20) - 100));
+        // Framings whose end must be read are copied, offloaded or not.
+        for kind in [BodyKind::Chunked, BodyKind::CloseDelimited, BodyKind::None] {
+            for request in [true, false] {
+                let f = Framing::new(kind, request);
+                assert_eq!(body_path(true, true, &f), BodyPath::Copy, "{kind:?}");
+            }
+        }
+        assert_eq!(
+            body_path(true, true, &Framing::new(BodyKind::ContentLength(0), false)),
+            BodyPath::Copy
+        );
     }
 }

@@ -5,3 +5,6 @@
 
 pub mod connection;
 pub mod forward;
+pub mod splice;
+#[cfg(test)]
+mod splice_tests;

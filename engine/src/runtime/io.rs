@@ -14,6 +14,7 @@ use std::os::fd::RawFd;
 
 use bytes::BytesMut;
 
+use crate::runtime::pipe::{self, Pipe};
 use crate::runtime::uring::fixedbuf::FixedBuf;
 
 /// A connected TCP stream.
@@ -54,6 +55,47 @@ pub trait Io: Sized + 'static {
     /// there). A caller that then reads the descriptor itself and gets
     /// `WouldBlock` simply waits again.
     async fn readable(&self) -> io::Result<()>;
+
+    /// Splice up to `len` bytes (at most the pipe's room) from this socket
+    /// into `pipe`, without copying them through user space; waits until
+    /// some are there. `Ok(0)` at end of stream (or for `len` 0). On an error
+    /// nothing was added to the pipe. [`io::ErrorKind::Unsupported`] when the
+    /// backend cannot splice this socket now (nothing was read).
+    async fn splice_in(&self, pipe: Pipe, len: usize) -> (io::Result<usize>, Pipe) {
+        let _ = len;
+        (Err(no_splice()), pipe)
+    }
+
+    /// Splice everything `pipe` holds into this socket; waits for room. On an
+    /// error the pipe still holds what was not written (see
+    /// [`Pipe::held`]): such a pipe is discarded, not reused.
+    async fn splice_out(&self, pipe: Pipe) -> (io::Result<()>, Pipe) {
+        (Err(no_splice()), pipe)
+    }
+
+    /// Move up to `len` bytes from this socket to `to` through `pipe`
+    /// (which must be empty) without user-space copies: one
+    /// [`Io::splice_in`], then [`Io::splice_out`] until the pipe is empty.
+    /// `Ok(0)` at end of stream. After an error, the pipe tells how far it
+    /// got: empty means nothing was taken from this socket that did not
+    /// reach `to`.
+    async fn splice_to(&self, to: &Self, pipe: Pipe, len: usize) -> (io::Result<usize>, Pipe) {
+        let (moved, pipe) = self.splice_in(pipe, len).await;
+        let n = match moved {
+            Ok(0) => return (Ok(0), pipe),
+            Ok(n) => n,
+            Err(e) => return (Err(e), pipe),
+        };
+        let (res, pipe) = to.splice_out(pipe).await;
+        (res.map(|()| n), pipe)
+    }
+}
+
+fn no_splice() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this io backend cannot splice between sockets",
+    )
 }
 
 /// What a pooled receive produced.
@@ -152,5 +194,57 @@ impl Io for EpollStream {
                 _ => return Ok(()),
             }
         }
+    }
+
+    async fn splice_in(&self, mut pipe: Pipe, len: usize) -> (io::Result<usize>, Pipe) {
+        let len = len.min(pipe.room());
+        if len == 0 {
+            return (Ok(0), pipe);
+        }
+        let (from, to) = (self.raw_fd(), pipe.write_fd());
+        loop {
+            if let Err(e) = self.0.readable().await {
+                return (Err(e), pipe);
+            }
+            // The pipe has room for `len`, so a WouldBlock is the socket's
+            // (no data): try_io clears the readiness and the loop waits again.
+            match self.0.try_io(tokio::io::Interest::READABLE, || {
+                pipe::splice_nonblocking(from, to, len)
+            }) {
+                Ok(n) => {
+                    pipe.filled(n);
+                    return (Ok(n), pipe);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return (Err(e), pipe),
+            }
+        }
+    }
+
+    async fn splice_out(&self, mut pipe: Pipe) -> (io::Result<()>, Pipe) {
+        let (from, to) = (pipe.read_fd(), self.raw_fd());
+        while !pipe.is_empty() {
+            if let Err(e) = self.0.writable().await {
+                return (Err(e), pipe);
+            }
+            // The pipe holds bytes, so a WouldBlock is the socket's (full).
+            match self.0.try_io(tokio::io::Interest::WRITABLE, || {
+                pipe::splice_nonblocking(from, to, pipe.held())
+            }) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), pipe),
+                Ok(n) => pipe.drained(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return (Err(e), pipe),
+            }
+        }
+        (Ok(()), pipe)
     }
 }

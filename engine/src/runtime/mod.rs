@@ -6,6 +6,9 @@
 //! current snapshot (an `ArcSwap` load, no lock).
 
 pub mod io;
+pub mod pipe;
+#[cfg(test)]
+pub(crate) mod splice_tests;
 pub mod uring;
 pub mod worker;
 

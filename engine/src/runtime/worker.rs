@@ -60,6 +60,8 @@ pub struct Worker<S> {
     pub shutdown: watch::Receiver<bool>,
     /// Idle keep-alive connections to the backend, newest last, with the time each was returned.
     pub pool: RefCell<BackendPools<S>>,
+    /// Idle pipes for splicing bodies of kTLS connections (one per transfer in flight).
+    pub pipes: super::pipe::PipePool,
 }
 
 impl<S> Worker<S> {
@@ -142,6 +144,7 @@ fn new_worker<S>(
         active: Cell::new(0),
         shutdown,
         pool: RefCell::new(BackendPools::default()),
+        pipes: super::pipe::PipePool::default(),
     })
 }
 

@@ -163,6 +163,18 @@ impl<S: Io> TlsConn<S> {
         }
     }
 
+    /// The socket's descriptor when bodies may be spliced to and from it: the
+    /// kernel holds the record layer (kTLS) and nothing received or to be
+    /// sent is buffered in user space. `None` otherwise (copy the bytes).
+    pub fn kernel_fd_for_splice(&self) -> Option<std::os::fd::RawFd> {
+        let ct = self.tls.get_ref();
+        let quiet = ct.drained() && ct.unsent() == 0 && !self.has_pending();
+        match &self.kernel {
+            Kernel::Offloaded(_) if quiet => Some(self.sock.raw_fd()),
+            _ => None,
+        }
+    }
+
     /// Hand the record layer to the kernel at the next record boundary (kTLS).
     pub fn offload_when_idle(&mut self, pending: ktls::Pending) {
         self.kernel = Kernel::Pending(pending);

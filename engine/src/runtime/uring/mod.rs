@@ -134,6 +134,9 @@ pub struct Features {
     pub fixed_buffers: u16,
     /// SQPOLL.
     pub sqpoll: bool,
+    /// IORING_OP_SPLICE (5.7+): kTLS bodies move socket to socket through a
+    /// pipe; without it they are copied.
+    pub splice: bool,
 }
 
 impl Features {
@@ -342,6 +345,7 @@ pub fn detect(s: &UringSettings, max_connections: usize) -> io::Result<Detected>
         }
     }
     f.sqpoll = s.sqpoll;
+    f.splice = probe.is_supported(opcode::Splice::CODE);
     Ok(Detected {
         features: f,
         fallbacks,

@@ -16,6 +16,7 @@ use super::fixedbuf::FixedBuf;
 use super::op::{Multi, Op};
 use super::{files, Features};
 use crate::runtime::io::{Io, Pooled};
+use crate::runtime::pipe::Pipe;
 
 /// A socket as operations name it: a plain descriptor or a registered slot.
 #[derive(Clone, Copy, Debug)]
@@ -494,5 +495,89 @@ impl Io for UringStream {
         // SAFETY: the operation lends no memory.
         let (cqe, ()) = unsafe { self.op(sqe, ()) }.await;
         cqe.result().map(drop)
+    }
+
+    async fn splice_in(&self, pipe: Pipe, len: usize) -> (io::Result<usize>, Pipe) {
+        if !features().splice {
+            return (
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel's io_uring lacks IORING_OP_SPLICE",
+                )),
+                pipe,
+            );
+        }
+        if self.recv.borrow().is_some() || self.stash.borrow().is_some() {
+            // Bytes of this socket may sit in the multishot's queue or the
+            // stash: splicing past them would reorder the stream.
+            return (
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "splice from a socket with a multishot receive armed",
+                )),
+                pipe,
+            );
+        }
+        let mut pipe = pipe;
+        let len = len.min(pipe.room());
+        if len == 0 {
+            return (Ok(0), pipe);
+        }
+        loop {
+            // Wait on the ring first: IORING_OP_SPLICE runs in the kernel's
+            // io-wq worker and would block there on an idle (blocking) socket.
+            if let Err(e) = self.readable().await {
+                return (Err(e), pipe);
+            }
+            let sqe = on!(self.target, |t| opcode::Splice::new(
+                t,
+                -1,
+                types::Fd(pipe.write_fd()),
+                -1,
+                len as u32
+            )
+            .flags(libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE)
+            .build());
+            // SAFETY: no memory is lent; the pipe's descriptors stay open
+            // because the operation owns the pipe until it completes.
+            let (cqe, p) = unsafe { self.op(sqe, pipe) }.await;
+            pipe = p;
+            match cqe.result() {
+                Ok(n) => {
+                    pipe.filled(n as usize);
+                    return (Ok(n as usize), pipe);
+                }
+                // Readiness raced with nothing to read: wait again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return (Err(e), pipe),
+            }
+        }
+    }
+
+    async fn splice_out(&self, pipe: Pipe) -> (io::Result<()>, Pipe) {
+        let mut pipe = pipe;
+        while !pipe.is_empty() {
+            let sqe = on!(self.target, |t| opcode::Splice::new(
+                types::Fd(pipe.read_fd()),
+                -1,
+                t,
+                -1,
+                pipe.held().min(u32::MAX as usize) as u32
+            )
+            .flags(libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE)
+            .build());
+            // SAFETY: as in splice_in.
+            let (cqe, p) = unsafe { self.op(sqe, pipe) }.await;
+            pipe = p;
+            match self.written(cqe).await {
+                Ok(n) => pipe.drained(n),
+                Err(e) => return (Err(e), pipe),
+            }
+        }
+        (Ok(()), pipe)
     }
 }

@@ -315,6 +315,7 @@ fn the_startup_line_names_every_fast_path() {
         send_zc_min: 0,
         fixed_buffers: 64,
         sqpoll: false,
+        splice: true,
     };
     let line = f.summary(&s);
     for part in [
