@@ -98,6 +98,15 @@ fn no_splice() -> io::Error {
     )
 }
 
+/// A nonblocking call that found nothing to do (or was interrupted): wait
+/// for readiness again and retry.
+pub(crate) fn retry_later(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 /// What a pooled receive produced.
 pub enum Pooled {
     /// Received bytes, in a pool buffer that returns to the pool on drop.
@@ -215,11 +224,7 @@ impl Io for EpollStream {
                     pipe.filled(n);
                     return (Ok(n), pipe);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if retry_later(&e) => {}
                 Err(e) => return (Err(e), pipe),
             }
         }
@@ -237,11 +242,7 @@ impl Io for EpollStream {
             }) {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), pipe),
                 Ok(n) => pipe.drained(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if retry_later(&e) => {}
                 Err(e) => return (Err(e), pipe),
             }
         }

@@ -548,11 +548,7 @@ impl Io for UringStream {
                     return (Ok(n as usize), pipe);
                 }
                 // Readiness raced with nothing to read: wait again.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if crate::runtime::io::retry_later(&e) => {}
                 Err(e) => return (Err(e), pipe),
             }
         }

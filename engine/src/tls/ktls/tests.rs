@@ -430,9 +430,7 @@ async fn kernel_mode_glue<S: crate::runtime::io::Io>(sock: S, mut peer: std::net
 }
 
 fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (ours, _) = listener.accept().unwrap();
+    let (ours, peer) = crate::runtime::splice_tests::socket_pair();
     ours.set_nonblocking(true).unwrap();
     (ours, peer)
 }
