@@ -7,17 +7,16 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::splice::{forward_body, BodyError, Deadlines, Moved, PlainSource};
-use crate::admin::metrics::WorkerStats;
-use crate::runtime::io::{EpollStream, Io};
+use crate::runtime::io::Io;
 use crate::runtime::pipe::{Pipe, PipePool};
-use crate::runtime::splice_tests::{pattern, socket_pair};
-use crate::runtime::uring::{self, net::UringStream, UringSettings};
+use crate::runtime::splice_tests::pattern;
+use crate::runtime::test_support::{epoll_stream, on_epoll, on_uring, socket_pair};
+use crate::runtime::uring::{net::UringStream, UringSettings};
 
 const LIMITS: Deadlines = Deadlines {
     read: Duration::from_secs(10),
@@ -256,21 +255,10 @@ async fn body_cases<S: Io>(wrap: impl Fn(TcpStream) -> S) {
 
 #[test]
 fn forward_body_on_epoll() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(body_cases(|s: TcpStream| {
-        s.set_nonblocking(true).unwrap();
-        EpollStream::new(tokio::net::TcpStream::from_std(s).unwrap())
-    }));
+    on_epoll(body_cases(epoll_stream));
 }
 
 #[test]
 fn forward_body_on_io_uring() {
-    let settings = UringSettings::plain(64);
-    let detected = uring::detect(&settings, 64).expect("io_uring available");
-    let stats = Arc::new(WorkerStats::default());
-    let driver = uring::worker_driver(&settings, detected.features, stats).unwrap();
-    uring::run(driver, body_cases(UringStream::from_std)).unwrap();
+    on_uring(&UringSettings::plain(64), body_cases(UringStream::from_std));
 }

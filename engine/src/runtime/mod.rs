@@ -9,6 +9,8 @@ pub mod io;
 pub mod pipe;
 #[cfg(test)]
 pub(crate) mod splice_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod uring;
 pub mod worker;
 

@@ -4,13 +4,14 @@
 //! these tests check the splice machinery every backend shares with it.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::metrics::WorkerStats;
-use crate::runtime::io::{EpollStream, Io};
+use crate::runtime::io::Io;
 use crate::runtime::pipe::{Pipe, PipePool};
+use crate::runtime::test_support::{epoll_stream, on_epoll, on_uring, socket_pair};
 use crate::runtime::uring::{self, net::UringStream, UringSettings};
 
 /// No single transfer in these tests may take longer (a hang fails the test).
@@ -18,14 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 pub(crate) fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
-}
-
-/// A connected pair on 127.0.0.1: (ours, the peer's end).
-pub(crate) fn socket_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (ours, _) = listener.accept().unwrap();
-    (ours, peer)
 }
 
 /// A peer that sends `data` and then closes.
@@ -136,14 +129,7 @@ async fn cases<S: Io>(wrap: impl Fn(TcpStream) -> S) {
 
 #[test]
 fn splice_on_epoll() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(cases(|s: TcpStream| {
-        s.set_nonblocking(true).unwrap();
-        EpollStream::new(tokio::net::TcpStream::from_std(s).unwrap())
-    }));
+    on_epoll(cases(epoll_stream));
 }
 
 /// On a worker-like ring with `settings`.
@@ -151,17 +137,14 @@ fn on_ring(settings: UringSettings, nonblocking: bool) {
     let detected = uring::detect(&settings, 64).expect("io_uring available");
     assert!(detected.fallbacks.is_empty(), "{:?}", detected.fallbacks);
     assert!(detected.features.splice, "the kernel's io_uring has SPLICE");
-    let stats = Arc::new(WorkerStats::default());
-    let driver = uring::worker_driver(&settings, detected.features, stats).unwrap();
-    uring::run(
-        driver,
+    on_uring(
+        &settings,
         cases(move |s: TcpStream| {
             // Accepted and connected sockets are blocking in the engine.
             s.set_nonblocking(nonblocking).unwrap();
             UringStream::from_std(s)
         }),
-    )
-    .unwrap();
+    );
 }
 
 #[test]

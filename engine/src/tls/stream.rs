@@ -167,12 +167,13 @@ impl<S: Io> TlsConn<S> {
     /// kernel holds the record layer (kTLS) and nothing received or to be
     /// sent is buffered in user space. `None` otherwise (copy the bytes).
     pub fn kernel_fd_for_splice(&self) -> Option<std::os::fd::RawFd> {
+        // The common case (records in user space) answers without asking BoringSSL.
+        if !matches!(self.kernel, Kernel::Offloaded(_)) {
+            return None;
+        }
         let ct = self.tls.get_ref();
         let quiet = ct.drained() && ct.unsent() == 0 && !self.has_pending();
-        match &self.kernel {
-            Kernel::Offloaded(_) if quiet => Some(self.sock.raw_fd()),
-            _ => None,
-        }
+        quiet.then(|| self.sock.raw_fd())
     }
 
     /// Hand the record layer to the kernel at the next record boundary (kTLS).
@@ -441,6 +442,7 @@ mod tests {
     use boring::ssl::{Ssl, SslConnector, SslContextBuilder, SslMethod, SslVerifyMode};
 
     use super::*;
+    use crate::runtime::test_support::{epoll_stream, on_epoll, on_uring, socket_pair};
     use crate::tls::pki::{self_signed, CertSpec, Usage};
 
     const BURST: usize = 3 * 16 * 1024;
@@ -492,25 +494,10 @@ mod tests {
         client.join().unwrap();
     }
 
-    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
-        let (ours, peer) = crate::runtime::splice_tests::socket_pair();
-        ours.set_nonblocking(true).unwrap();
-        (ours, peer)
-    }
-
     #[test]
     fn burst_is_read_at_once_on_epoll() {
         let (ours, peer) = socket_pair();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let sock = crate::runtime::io::EpollStream::new(
-                tokio::net::TcpStream::from_std(ours).unwrap(),
-            );
-            burst_is_read_at_once(sock, peer).await;
-        });
+        on_epoll(async { burst_is_read_at_once(epoll_stream(ours), peer).await });
     }
 
     /// With the provided-buffer ring: the first receive takes a pool buffer,
@@ -524,13 +511,10 @@ mod tests {
             detected.features.buf_ring,
             "this test wants the buffer ring (kernel 5.19+)"
         );
-        let stats = std::sync::Arc::new(crate::admin::metrics::WorkerStats::default());
-        let driver =
-            crate::runtime::uring::worker_driver(&settings, detected.features, stats).unwrap();
-        crate::runtime::uring::run(driver, async {
+        on_uring(&settings, async {
+            ours.set_nonblocking(true).unwrap();
             let sock = crate::runtime::uring::net::UringStream::from_std(ours);
             burst_is_read_at_once(sock, peer).await;
-        })
-        .unwrap();
+        });
     }
 }

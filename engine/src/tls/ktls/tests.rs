@@ -15,6 +15,7 @@ use foreign_types::{ForeignType, ForeignTypeRef};
 use super::keys::{self, Aead, DirectionKeys, Version};
 use super::record::{self, Control};
 use super::*;
+use crate::runtime::test_support::{epoll_stream, on_epoll, on_uring, socket_pair};
 use crate::tls::pki::{self_signed, CertSpec, Usage};
 
 type Queue = Rc<RefCell<VecDeque<u8>>>;
@@ -429,24 +430,10 @@ async fn kernel_mode_glue<S: crate::runtime::io::Io>(sock: S, mut peer: std::net
     assert_eq!((traffic.received, traffic.sent), (11, 5));
 }
 
-fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
-    let (ours, peer) = crate::runtime::splice_tests::socket_pair();
-    ours.set_nonblocking(true).unwrap();
-    (ours, peer)
-}
-
 #[test]
 fn kernel_mode_glue_on_epoll() {
     let (ours, peer) = socket_pair();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sock =
-            crate::runtime::io::EpollStream::new(tokio::net::TcpStream::from_std(ours).unwrap());
-        kernel_mode_glue(sock, peer).await;
-    });
+    on_epoll(async { kernel_mode_glue(epoll_stream(ours), peer).await });
 }
 
 #[test]
@@ -457,12 +444,9 @@ fn kernel_mode_glue_on_io_uring() {
         recv_multishot: false,
         ..Default::default()
     };
-    let detected = crate::runtime::uring::detect(&settings, 64).unwrap();
-    let stats = std::sync::Arc::new(crate::admin::metrics::WorkerStats::default());
-    let driver = crate::runtime::uring::worker_driver(&settings, detected.features, stats).unwrap();
-    crate::runtime::uring::run(driver, async {
+    on_uring(&settings, async {
+        ours.set_nonblocking(true).unwrap();
         let sock = crate::runtime::uring::net::UringStream::from_std(ours);
         kernel_mode_glue(sock, peer).await;
-    })
-    .unwrap();
+    });
 }
