@@ -66,6 +66,7 @@ vars! {
     URING_FIXED_FILES = "CERTGATE_URING_FIXED_FILES", "0", "1: client and backend sockets are registered with the ring (fixed files)";
     URING_SEND_ZC_MIN = "CERTGATE_URING_SEND_ZC_MIN", "0", "writes of at least this many bytes use zero-copy send (SEND_ZC, 6.0+); 0 disables";
     URING_FIXED_BUFFERS = "CERTGATE_URING_FIXED_BUFFERS", "0", "registered 64 KiB write buffers per worker that TLS records are written into and sent from (WRITE_FIXED); 0 disables";
+    URING_TASKRUN = "CERTGATE_URING_TASKRUN", "coop", "how completion work that another CPU starts reaches a worker: interrupt | coop (waits for its next system call; 5.19+) | defer (waits until it asks, in one batch; 6.1+); ignored with SQPOLL";
     KTLS = "CERTGATE_KTLS", "auto", "kernel TLS record layer after the handshake: auto | on | off (auto uses it where the kernel lists tls in /proc/sys/net/ipv4/tcp_available_ulp)";
     STATE_DIR = "CERTGATE_STATE_DIR", "$XDG_STATE_HOME/certgate or ~/.local/state/certgate", "where the development PKI (and later the certificate store) lives";
     LOG = "CERTGATE_LOG", "info", "log filter (tracing EnvFilter syntax, e.g. info,certgate=debug)";
@@ -484,6 +485,12 @@ impl Config {
                 fixed_files: vars.flag(URING_FIXED_FILES)?,
                 send_zc_min: vars.parse(URING_SEND_ZC_MIN, 0)?,
                 fixed_buffers: vars.parse(URING_FIXED_BUFFERS, 0)?,
+                taskrun: match vars.get(URING_TASKRUN) {
+                    None => crate::runtime::uring::TaskRun::Coop,
+                    Some(v) => crate::runtime::uring::TaskRun::parse(v).ok_or_else(|| {
+                        invalid(URING_TASKRUN, v, "expected interrupt, coop or defer".into())
+                    })?,
+                },
             },
             ktls,
             ktls_available: false,
@@ -747,6 +754,26 @@ mod tests {
         }
         let e = cfg(&[(KTLS, "yes")]).unwrap_err().to_string();
         assert!(e.contains("expected auto, on or off"), "{e}");
+    }
+
+    #[test]
+    fn uring_task_runs_default_to_coop() {
+        use crate::runtime::uring::TaskRun;
+        assert_eq!(cfg(&[]).unwrap().uring.taskrun, TaskRun::Coop);
+        for (v, want) in [
+            ("interrupt", TaskRun::Interrupt),
+            ("coop", TaskRun::Coop),
+            ("defer", TaskRun::Defer),
+        ] {
+            assert_eq!(
+                cfg(&[(URING_TASKRUN, v)]).unwrap().uring.taskrun,
+                want,
+                "{v}"
+            );
+        }
+        let e = cfg(&[(URING_TASKRUN, "1")]).unwrap_err().to_string();
+        assert!(e.contains("CERTGATE_URING_TASKRUN"), "{e}");
+        assert!(e.contains("expected interrupt, coop or defer"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //! queue while tasks run and are handed to the kernel once per loop turn, when
 //! the runtime is about to park ([`flush`]). With SQPOLL the kernel thread
 //! picks them up without any system call unless it has gone idle.
+//!
+//! With DEFER_TASKRUN ([`super::TaskRun::Defer`]) the kernel keeps the
+//! completion work that other CPUs start (a packet arrived for a waiting
+//! receive) until the worker asks for it: every submission asks
+//! (`IORING_ENTER_GETEVENTS`), and so does [`run_deferred`] when the ring says
+//! work waits. The loop then sleeps on an eventfd the ring signals, since the
+//! ring's own descriptor does not become readable for work not yet run.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -27,6 +34,9 @@ use crate::admin::metrics::WorkerStats;
 
 /// `user_data` of SQEs whose completion nobody waits for (cancellations, closes).
 pub const IGNORED: u64 = u64::MAX;
+
+/// `IORING_ENTER_GETEVENTS`: also run deferred completion work.
+const ENTER_GETEVENTS: u32 = 1;
 
 /// One completion: the result and the flags.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +94,8 @@ pub struct Driver {
     ring: IoUring,
     ops: Slab<Slot>,
     sqpoll: bool,
+    /// DEFER_TASKRUN: completion work waits until a GETEVENTS enter.
+    defer: bool,
     /// The provided-buffer ring for receives, when enabled.
     pub bufs: Option<Rc<BufRing>>,
     /// The registered write buffers, when enabled.
@@ -150,6 +162,15 @@ pub fn dispatch() {
     let _ = try_with(|d| d.dispatch());
 }
 
+/// Run the completion work the kernel deferred (DEFER_TASKRUN), then
+/// process every completion waiting in the ring.
+pub fn run_deferred() {
+    let _ = try_with(|d| {
+        d.run_deferred();
+        d.dispatch()
+    });
+}
+
 impl Driver {
     /// A driver for `ring`.
     pub fn new(
@@ -162,6 +183,7 @@ impl Driver {
             ring,
             ops: Slab::with_capacity(256),
             sqpoll,
+            defer: features.taskrun == Some(super::TaskRun::Defer),
             features,
             woken: Vec::with_capacity(64),
             bufs: None,
@@ -213,7 +235,12 @@ impl Driver {
     fn submit(&mut self) -> io::Result<()> {
         loop {
             let enters = !self.sqpoll || self.ring.submission().need_wakeup();
-            match self.ring.submit() {
+            let submitted = if self.defer {
+                self.enter_getevents()
+            } else {
+                self.ring.submit()
+            };
+            match submitted {
                 Ok(_) => {
                     if enters {
                         self.stats.uring_submit_calls.inc();
@@ -227,9 +254,33 @@ impl Driver {
         }
     }
 
-    /// Submit whatever is queued; nothing (no system call) when the queue is empty.
+    /// Submit queued SQEs and, with DEFER_TASKRUN, run deferred work.
+    fn enter_getevents(&mut self) -> io::Result<usize> {
+        let queued = self.ring.submission().len() as u32;
+        // SAFETY: no argument is passed; the SQEs being submitted point only
+        // at memory their owners keep alive (see `push`).
+        unsafe {
+            self.ring
+                .submitter()
+                .enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None)
+        }
+    }
+
+    /// With DEFER_TASKRUN: run the completion work waiting in the kernel
+    /// (one system call, only when the ring flags work as waiting).
+    pub fn run_deferred(&mut self) {
+        if self.defer && self.ring.submission().taskrun() {
+            if let Err(e) = self.submit() {
+                tracing::warn!("io_uring enter failed: {e}");
+            }
+        }
+    }
+
+    /// Submit whatever is queued; nothing (no system call) when the queue is
+    /// empty and, with DEFER_TASKRUN, no completion work waits.
     pub fn flush(&mut self) {
-        if !self.ring.submission().is_empty() {
+        let deferred = self.defer && self.ring.submission().taskrun();
+        if deferred || !self.ring.submission().is_empty() {
             if let Err(e) = self.submit() {
                 tracing::warn!("io_uring submit failed: {e}");
             }

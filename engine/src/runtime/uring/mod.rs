@@ -60,6 +60,44 @@ pub struct UringSettings {
     pub send_zc_min: usize,
     /// Registered 64 KiB write buffers per worker (0: none).
     pub fixed_buffers: u16,
+    /// How completions that other CPUs produce reach the worker.
+    pub taskrun: TaskRun,
+}
+
+/// How the kernel runs the completion work that another CPU starts for a
+/// worker (the softirq of an arriving packet finds the receive waiting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskRun {
+    /// It interrupts the running worker (an inter-processor interrupt) to
+    /// run the work at once: the kernel's default.
+    Interrupt,
+    /// The work waits for the worker's next system call (COOP_TASKRUN, 5.19+).
+    Coop,
+    /// The work waits until the worker asks for completions, and runs in one
+    /// batch then (DEFER_TASKRUN, 6.1+). The ring signals an eventfd, which
+    /// the loop sleeps on, when work arrives.
+    Defer,
+}
+
+impl TaskRun {
+    /// The value of `CERTGATE_URING_TASKRUN`.
+    pub fn parse(v: &str) -> Option<TaskRun> {
+        match v {
+            "interrupt" => Some(TaskRun::Interrupt),
+            "coop" => Some(TaskRun::Coop),
+            "defer" => Some(TaskRun::Defer),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskRun::Interrupt => "interrupt",
+            TaskRun::Coop => "coop",
+            TaskRun::Defer => "defer",
+        }
+    }
 }
 
 /// The defaults, set from `bench/offload` (docs/kernel-offload.md): the
@@ -82,6 +120,7 @@ impl Default for UringSettings {
             fixed_files: false,
             send_zc_min: 0,
             fixed_buffers: 0,
+            taskrun: TaskRun::Coop,
         }
     }
 }
@@ -112,6 +151,7 @@ impl UringSettings {
             fixed_files: false,
             send_zc_min: 0,
             fixed_buffers: 0,
+            taskrun: TaskRun::Interrupt,
             ..UringSettings::default()
         }
     }
@@ -137,6 +177,8 @@ pub struct Features {
     /// IORING_OP_SPLICE (5.7+): kTLS bodies move socket to socket through a
     /// pipe; without it they are copied.
     pub splice: bool,
+    /// How completion work from other CPUs reaches the worker.
+    pub taskrun: Option<TaskRun>,
 }
 
 impl Features {
@@ -144,7 +186,7 @@ impl Features {
     pub fn summary(&self, s: &UringSettings) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "io_uring fast paths: multishot accept {}, buffer ring {}, multishot receive {}, fixed files {}, registered buffers {}, zero-copy send {}, sqpoll {}",
+            "io_uring fast paths: multishot accept {}, buffer ring {}, multishot receive {}, fixed files {}, registered buffers {}, zero-copy send {}, task runs {}, sqpoll {}",
             on(self.accept_multishot),
             if self.buf_ring {
                 format!("on ({} x {} B)", s.buf_ring_entries, s.buf_size)
@@ -164,6 +206,7 @@ impl Features {
                 0 => "off".into(),
                 n => format!("on (writes >= {n} B)"),
             },
+            self.taskrun.map_or("interrupt (SQPOLL thread)", TaskRun::name),
             if self.sqpoll {
                 format!(
                     "on (idle {} ms{})",
@@ -190,8 +233,13 @@ fn parse_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Build a worker's ring.
-pub fn build_ring(s: &UringSettings) -> io::Result<IoUring> {
+/// Build a worker's ring; with the task-run mode in force (`None` with
+/// SQPOLL, whose kernel thread runs completions itself).
+///
+/// Tries the set-up asked for first and drops what an older kernel refuses:
+/// DEFER_TASKRUN (6.1+), then COOP_TASKRUN (5.19+), then SINGLE_ISSUER and
+/// SUBMIT_ALL (6.0+ / 5.18+).
+pub fn build_ring(s: &UringSettings) -> io::Result<(IoUring, Option<TaskRun>)> {
     let mut b = IoUring::builder();
     b.setup_cqsize(s.entries.saturating_mul(4)).setup_clamp();
     if s.sqpoll {
@@ -202,9 +250,32 @@ pub fn build_ring(s: &UringSettings) -> io::Result<IoUring> {
     }
     let mut tuned = b.clone();
     // The worker thread is the ring's only submitter, and a failed SQE must
-    // not stop the ones after it in the same batch (5.18+ / 6.0+).
+    // not stop the ones after it in the same batch.
     tuned.setup_single_issuer().setup_submit_all();
-    tuned.build(s.entries).or_else(|_| b.build(s.entries))
+    if !s.sqpoll {
+        if s.taskrun == TaskRun::Defer {
+            let mut defer = tuned.clone();
+            // The kernel sets IORING_SQ_TASKRUN while work waits, so the
+            // loop knows when to ask for it.
+            defer.setup_defer_taskrun().setup_taskrun_flag();
+            if let Ok(ring) = defer.build(s.entries) {
+                return Ok((ring, Some(TaskRun::Defer)));
+            }
+        }
+        if s.taskrun != TaskRun::Interrupt {
+            // Without this flag, a completion that a packet arriving on
+            // another CPU produces interrupts the running worker at once; with
+            // it, the work waits for the worker's next system call, which the
+            // loop makes before it sleeps (the submit, or epoll_wait).
+            let mut coop = tuned.clone();
+            coop.setup_coop_taskrun();
+            if let Ok(ring) = coop.build(s.entries) {
+                return Ok((ring, Some(TaskRun::Coop)));
+            }
+        }
+    }
+    let ring = tuned.build(s.entries).or_else(|_| b.build(s.entries))?;
+    Ok((ring, (!s.sqpoll).then_some(TaskRun::Interrupt)))
 }
 
 /// What start-up found: the features in force, and one line per fast path
@@ -237,7 +308,7 @@ fn file_slots(max_connections: usize) -> u32 {
 /// must exist (else `Err`: the engine uses epoll), the fast paths asked for
 /// are kept where the kernel has them.
 pub fn detect(s: &UringSettings, max_connections: usize) -> io::Result<Detected> {
-    let ring = build_ring(s)?;
+    let (ring, taskrun) = build_ring(s)?;
     let mut probe = Probe::new();
     ring.submitter().register_probe(&mut probe)?;
     for (code, name) in [
@@ -260,6 +331,13 @@ pub fn detect(s: &UringSettings, max_connections: usize) -> io::Result<Detected>
     let vs = format!("{}.{}", version.0, version.1);
     let mut f = Features::default();
     let mut fallbacks = Vec::new();
+    if let Some(got) = taskrun.filter(|got| *got != s.taskrun) {
+        fallbacks.push(format!(
+            "CERTGATE_URING_TASKRUN={} but kernel {vs} refuses it (coop needs 5.19+, defer 6.1+): {}",
+            s.taskrun.name(),
+            got.name()
+        ));
+    }
     let mut missing = |var: &str, why: String, instead: &str| {
         fallbacks.push(format!("{var}=1 but {why}: {instead}"));
     };
@@ -346,6 +424,7 @@ pub fn detect(s: &UringSettings, max_connections: usize) -> io::Result<Detected>
     }
     f.sqpoll = s.sqpoll;
     f.splice = probe.is_supported(opcode::Splice::CODE);
+    f.taskrun = taskrun;
     Ok(Detected {
         features: f,
         fallbacks,
@@ -358,7 +437,7 @@ pub fn worker_driver(
     f: Features,
     stats: Arc<WorkerStats>,
 ) -> io::Result<driver::Driver> {
-    let ring = build_ring(s)?;
+    let (ring, _) = build_ring(s)?;
     let mut d = driver::Driver::new(ring, f.sqpoll, f, stats);
     if f.buf_ring {
         let bufs = bufring::BufRing::new(s.buf_ring_entries, s.buf_size)?;
@@ -408,7 +487,21 @@ impl AsRawFd for RingFd {
 /// Run `fut` on a current-thread loop driving `driver`'s ring; returns when
 /// `fut` does, after every task still running has been dropped.
 pub fn run<F: Future>(driver: driver::Driver, fut: F) -> io::Result<F::Output> {
-    let ring_fd = driver.ring().as_raw_fd();
+    // The descriptor the loop sleeps on: the ring's own, which is readable
+    // while completions wait; with DEFER_TASKRUN an eventfd the ring signals
+    // when deferred work arrives (the ring's descriptor does not become
+    // readable for work not yet run).
+    let eventfd = if driver.features.taskrun == Some(TaskRun::Defer) {
+        let fd = new_eventfd()?;
+        driver.ring().submitter().register_eventfd(fd.as_raw_fd())?;
+        Some(fd)
+    } else {
+        None
+    };
+    let wait_fd = eventfd
+        .as_ref()
+        .map_or(driver.ring().as_raw_fd(), |fd| fd.as_raw_fd());
+    let deferred = eventfd.is_some();
     driver::install(driver);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -423,11 +516,12 @@ pub fn run<F: Future>(driver: driver::Driver, fut: F) -> io::Result<F::Output> {
     };
     let local = tokio::task::LocalSet::new();
     let out = local.block_on(&rt, async move {
-        // SAFETY: the ring's descriptor stays open until `driver::uninstall`
-        // below, after this task set (and with it the AsyncFd) is dropped.
+        // SAFETY: the descriptor stays open until after this task set (and
+        // with it the AsyncFd) is dropped: the ring's until
+        // `driver::uninstall` below, the eventfd until the end of `run`.
         let ready = unsafe {
             tokio::io::unix::AsyncFd::register_with_interest(
-                RingFd(ring_fd),
+                RingFd(wait_fd),
                 tokio::io::Interest::READABLE,
             )
         }
@@ -437,7 +531,14 @@ pub fn run<F: Future>(driver: driver::Driver, fut: F) -> io::Result<F::Output> {
                 let Ok(mut guard) = ready.readable().await else {
                     return;
                 };
-                driver::dispatch();
+                // The eventfd is edge-triggered in tokio's epoll and every
+                // signal is a new edge, so it is never read (its counter
+                // only grows, and cannot overflow in practice).
+                if deferred {
+                    driver::run_deferred();
+                } else {
+                    driver::dispatch();
+                }
                 guard.clear_ready();
             }
         });
@@ -450,7 +551,19 @@ pub fn run<F: Future>(driver: driver::Driver, fut: F) -> io::Result<F::Output> {
     drop(local);
     drop(rt);
     driver::uninstall();
+    drop(eventfd);
     out
+}
+
+/// A nonblocking, close-on-exec eventfd.
+fn new_eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: eventfd takes no pointers; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -54,6 +54,17 @@ fn variants() -> Vec<(&'static str, UringSettings)> {
             "sqpoll",
             UringSettings::all_on(64).with(|s| s.sqpoll = true),
         ),
+        (
+            "all fast paths, deferred task runs",
+            UringSettings::all_on(64).with(|s| s.taskrun = TaskRun::Defer),
+        ),
+        (
+            "buffer ring, cooperative task runs",
+            UringSettings::plain(64).with(|s| {
+                s.buf_ring = true;
+                s.taskrun = TaskRun::Coop;
+            }),
+        ),
     ]
 }
 
@@ -316,6 +327,7 @@ fn the_startup_line_names_every_fast_path() {
         fixed_buffers: 64,
         sqpoll: false,
         splice: true,
+        taskrun: Some(TaskRun::Defer),
     };
     let line = f.summary(&s);
     for part in [
@@ -325,6 +337,7 @@ fn the_startup_line_names_every_fast_path() {
         "fixed files on (128 slots)",
         "registered buffers on (64 x 64 KiB)",
         "zero-copy send off",
+        "task runs defer",
         "sqpoll off",
     ] {
         assert!(line.contains(part), "{line:?} lacks {part:?}");
@@ -429,4 +442,75 @@ fn a_fast_path_the_kernel_refuses_falls_back_with_one_line() {
     let stats = Arc::new(WorkerStats::default());
     let driver = worker_driver(&settings, d.features, stats).expect("worker ring");
     assert!(driver.bufs.is_none());
+}
+
+#[test]
+fn each_task_run_mode_is_in_force_and_wakes_a_sleeping_worker() {
+    // A receive waits while the worker sleeps; the peer sends from another
+    // thread later, so the completion work starts on the peer's side. With
+    // DEFER_TASKRUN a lost eventfd wake-up would leave the read waiting: the
+    // timeout turns that into a failure instead of a hang.
+    for mode in [TaskRun::Interrupt, TaskRun::Coop, TaskRun::Defer] {
+        let settings = UringSettings::plain(64).with(|s| s.taskrun = mode);
+        let (in_force, got) = on_ring(settings, |f| async move {
+            let exchange = async move {
+                let (mut listener, addr) = listen();
+                let peer = std::thread::spawn(move || {
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    for round in 0..3u8 {
+                        std::thread::sleep(Duration::from_millis(30));
+                        c.write_all(&[round; 100]).unwrap();
+                        let mut back = [0u8; 100];
+                        c.read_exact(&mut back).unwrap();
+                        assert_eq!(back, [round; 100], "echo of round {round}");
+                    }
+                });
+                let (s, _) = listener.accept().await.expect("accept");
+                let mut got = Vec::new();
+                while got.len() < 300 {
+                    let buf = BytesMut::with_capacity(4096);
+                    let (n, buf) = s.read(buf).await;
+                    let n = n.expect("read");
+                    assert!(n > 0 && n == buf.len(), "read {n}, buffer {}", buf.len());
+                    got.extend_from_slice(&buf);
+                    let (res, _) = s.write_all(buf).await;
+                    res.expect("echo");
+                }
+                tokio::task::spawn_blocking(move || peer.join().unwrap())
+                    .await
+                    .unwrap();
+                got
+            };
+            let got = tokio::time::timeout(Duration::from_secs(10), exchange)
+                .await
+                .expect("every completion woke the sleeping worker");
+            (f.taskrun, got)
+        });
+        assert_eq!(in_force, Some(mode), "{mode:?} is in force");
+        let want: Vec<u8> = (0..3u8).flat_map(|r| [r; 100]).collect();
+        assert_eq!(got, want, "{mode:?}: bytes received");
+    }
+}
+
+#[test]
+fn sqpoll_has_no_task_run_mode() {
+    let settings = UringSettings::plain(64).with(|s| {
+        s.sqpoll = true;
+        s.taskrun = TaskRun::Defer;
+    });
+    let d = detect(&settings, 64).expect("io_uring available");
+    assert_eq!(d.features.taskrun, None);
+    assert!(d.fallbacks.is_empty(), "{:?}", d.fallbacks);
+    assert!(d
+        .features
+        .summary(&settings)
+        .contains("task runs interrupt (SQPOLL thread)"));
+}
+
+#[test]
+fn task_run_names_round_trip() {
+    for mode in [TaskRun::Interrupt, TaskRun::Coop, TaskRun::Defer] {
+        assert_eq!(TaskRun::parse(mode.name()), Some(mode));
+    }
+    assert_eq!(TaskRun::parse("fast"), None);
 }
