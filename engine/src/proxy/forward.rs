@@ -483,7 +483,15 @@ async fn exchange<S: Io>(
     w: &Worker<S>,
 ) -> Result<bool, Failure> {
     let config = &w.shared.config;
-    let mut head = BytesMut::with_capacity(1024 + ctx.cert_headers.len());
+    // The head goes out in one write with the body bytes already read
+    // (`send_request`): room for them too, so they are not copied twice
+    // (once into the head, again when the head's buffer grows).
+    let body_start = if req.body == BodyKind::None {
+        0
+    } else {
+        buf.len()
+    };
+    let mut head = BytesMut::with_capacity(1024 + ctx.cert_headers.len() + body_start);
     write_upstream_head(req, ctx, &mut head);
 
     if req.expect_continue && req.body != BodyKind::None {
@@ -569,7 +577,9 @@ async fn exchange<S: Io>(
     while !framing.done() {
         rbuf.clear();
         if rbuf.capacity() < chunk {
-            rbuf.reserve(chunk);
+            // A new buffer: growing this one would copy the bytes already
+            // sent (its allocation still holds them).
+            rbuf = BytesMut::with_capacity(chunk);
         }
         let room = rbuf.capacity();
         let read = tokio::time::timeout(config.backend_timeout, up.read(rbuf)).await;
