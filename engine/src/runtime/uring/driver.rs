@@ -10,7 +10,12 @@
 //! Submissions are not made one by one: SQEs accumulate in the submission
 //! queue while tasks run and are handed to the kernel once per loop turn, when
 //! the runtime is about to park ([`flush`]). With SQPOLL the kernel thread
-//! picks them up without any system call unless it has gone idle.
+//! picks them up without any system call unless it has gone idle. A turn that
+//! runs long (many handshakes, each with its public-key work, queued at once)
+//! does not hold its submissions to the end: a push [`SUBMIT_AFTER`] into the
+//! turn, or as long after the last submission, submits what is queued, so a
+//! handshake's reply does not wait for the signatures of every other
+//! handshake in the turn.
 //!
 //! With DEFER_TASKRUN ([`super::TaskRun::Defer`]) the kernel keeps the
 //! completion work that other CPUs start (a packet arrived for a waiting
@@ -37,6 +42,9 @@ pub const IGNORED: u64 = u64::MAX;
 
 /// `IORING_ENTER_GETEVENTS`: also run deferred completion work.
 const ENTER_GETEVENTS: u32 = 1;
+
+/// The longest a queued SQE waits for the end of a busy loop turn.
+pub const SUBMIT_AFTER: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// One completion: the result and the flags.
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +114,9 @@ pub struct Driver {
     pub features: super::Features,
     /// Scratch list of the wakers one dispatch wakes.
     woken: Vec<std::task::Waker>,
+    /// When the loop woke or last submitted: a push later than
+    /// [`SUBMIT_AFTER`] past it submits at once.
+    since: std::time::Instant,
     pub stats: std::sync::Arc<WorkerStats>,
 }
 
@@ -157,6 +168,11 @@ pub fn flush() {
     let _ = try_with(|d| d.flush());
 }
 
+/// The loop woke up: a new turn starts (tokio's unpark hook).
+pub fn unparked() {
+    let _ = try_with(|d| d.since = std::time::Instant::now());
+}
+
 /// Process every completion waiting in the ring.
 pub fn dispatch() {
     let _ = try_with(|d| d.dispatch());
@@ -186,6 +202,7 @@ impl Driver {
             defer: features.taskrun == Some(super::TaskRun::Defer),
             features,
             woken: Vec::with_capacity(64),
+            since: std::time::Instant::now(),
             bufs: None,
             fixed: None,
             files: None,
@@ -230,9 +247,15 @@ impl Driver {
                 self.dispatch();
             }
         }
+        if self.since.elapsed() >= SUBMIT_AFTER {
+            // A long turn: do not keep this (and what queued before it)
+            // until the turn ends.
+            self.flush();
+        }
     }
 
     fn submit(&mut self) -> io::Result<()> {
+        self.since = std::time::Instant::now();
         loop {
             let enters = !self.sqpoll || self.ring.submission().need_wakeup();
             let submitted = if self.defer {
@@ -252,6 +275,11 @@ impl Driver {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// SQEs queued and not yet submitted.
+    pub fn queued(&mut self) -> usize {
+        self.ring.submission().len()
     }
 
     /// Submit queued SQEs and, with DEFER_TASKRUN, run deferred work.

@@ -506,6 +506,7 @@ pub fn run<F: Future>(driver: driver::Driver, fut: F) -> io::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(driver::flush)
+        .on_thread_unpark(driver::unparked)
         .build();
     let rt = match rt {
         Ok(rt) => rt,

@@ -514,3 +514,37 @@ fn task_run_names_round_trip() {
     }
     assert_eq!(TaskRun::parse("fast"), None);
 }
+
+#[test]
+fn a_long_loop_turn_submits_without_waiting_for_the_park() {
+    // One task poll (no await, so no park): a push right after a submission
+    // stays queued; a push after SUBMIT_AFTER of work submits both at once.
+    let (queued_first, calls_first, queued_late, calls_late) =
+        on_ring(UringSettings::plain(64), |_| async {
+            let nop = || {
+                io_uring::opcode::Nop::new()
+                    .build()
+                    .user_data(driver::IGNORED)
+            };
+            driver::with(|d| d.flush());
+            let calls = || driver::with(|d| d.stats.uring_submit_calls.get());
+            let before = calls();
+            driver::with(|d| d.push(nop()));
+            let queued_first = driver::with(|d| d.queued());
+            let calls_first = calls() - before;
+            let busy = std::time::Instant::now();
+            while busy.elapsed() < 2 * driver::SUBMIT_AFTER {
+                std::hint::spin_loop();
+            }
+            driver::with(|d| d.push(nop()));
+            let queued_late = driver::with(|d| d.queued());
+            (queued_first, calls_first, queued_late, calls() - before)
+        });
+    assert_eq!(
+        (queued_first, calls_first),
+        (1, 0),
+        "a fresh push waits for the park"
+    );
+    assert_eq!(queued_late, 0, "the late push submitted what was queued");
+    assert_eq!(calls_late, 1, "in one system call");
+}
