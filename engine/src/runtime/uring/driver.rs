@@ -20,8 +20,8 @@
 //! With DEFER_TASKRUN ([`super::TaskRun::Defer`]) the kernel keeps the
 //! completion work that other CPUs start (a packet arrived for a waiting
 //! receive) until the worker asks for it: every submission asks
-//! (`IORING_ENTER_GETEVENTS`), and so does [`run_deferred`] when the ring says
-//! work waits. The loop then sleeps on an eventfd the ring signals, since the
+//! (`IORING_ENTER_GETEVENTS`), and so does [`flush`] when the ring says work
+//! waits. The loop then sleeps on an eventfd the ring signals, since the
 //! ring's own descriptor does not become readable for work not yet run.
 
 use std::any::Any;
@@ -102,8 +102,6 @@ pub struct Driver {
     ring: IoUring,
     ops: Slab<Slot>,
     sqpoll: bool,
-    /// DEFER_TASKRUN: completion work waits until a GETEVENTS enter.
-    defer: bool,
     /// The provided-buffer ring for receives, when enabled.
     pub bufs: Option<Rc<BufRing>>,
     /// The registered write buffers, when enabled.
@@ -178,11 +176,11 @@ pub fn dispatch() {
     let _ = try_with(|d| d.dispatch());
 }
 
-/// Run the completion work the kernel deferred (DEFER_TASKRUN), then
-/// process every completion waiting in the ring.
+/// Run the completion work the kernel deferred (DEFER_TASKRUN, with what is
+/// queued), then process every completion waiting in the ring.
 pub fn run_deferred() {
     let _ = try_with(|d| {
-        d.run_deferred();
+        d.flush();
         d.dispatch()
     });
 }
@@ -199,7 +197,6 @@ impl Driver {
             ring,
             ops: Slab::with_capacity(256),
             sqpoll,
-            defer: features.taskrun == Some(super::TaskRun::Defer),
             features,
             woken: Vec::with_capacity(64),
             since: std::time::Instant::now(),
@@ -258,7 +255,7 @@ impl Driver {
         self.since = std::time::Instant::now();
         loop {
             let enters = !self.sqpoll || self.ring.submission().need_wakeup();
-            let submitted = if self.defer {
+            let submitted = if self.defer() {
                 self.enter_getevents()
             } else {
                 self.ring.submit()
@@ -294,20 +291,15 @@ impl Driver {
         }
     }
 
-    /// With DEFER_TASKRUN: run the completion work waiting in the kernel
-    /// (one system call, only when the ring flags work as waiting).
-    pub fn run_deferred(&mut self) {
-        if self.defer && self.ring.submission().taskrun() {
-            if let Err(e) = self.submit() {
-                tracing::warn!("io_uring enter failed: {e}");
-            }
-        }
+    /// DEFER_TASKRUN: completion work waits until a GETEVENTS enter.
+    fn defer(&self) -> bool {
+        self.features.taskrun == Some(super::TaskRun::Defer)
     }
 
     /// Submit whatever is queued; nothing (no system call) when the queue is
     /// empty and, with DEFER_TASKRUN, no completion work waits.
     pub fn flush(&mut self) {
-        let deferred = self.defer && self.ring.submission().taskrun();
+        let deferred = self.defer() && self.ring.submission().taskrun();
         if deferred || !self.ring.submission().is_empty() {
             if let Err(e) = self.submit() {
                 tracing::warn!("io_uring submit failed: {e}");
